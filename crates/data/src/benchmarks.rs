@@ -1,0 +1,300 @@
+//! Built-in benchmarks: generate train shards (with injected noise) and a clean test split.
+
+use std::path::{Path, PathBuf};
+
+use image::{ExtendedColorType, ImageEncoder};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+use crate::noise::inject_noise;
+use crate::shard::{SampleMeta, SampleOut, ShardSet, ShardWriter, write_atomic};
+use crate::{fmnist, shapes};
+
+/// File name of the manifest in a generated dataset directory.
+pub const MANIFEST_FILE: &str = "dataset.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Benchmark {
+    NoisyShapes,
+    FashionMnist,
+}
+
+impl Benchmark {
+    pub fn name(self) -> &'static str {
+        match self {
+            Benchmark::NoisyShapes => "noisy-shapes",
+            Benchmark::FashionMnist => "fashion-mnist",
+        }
+    }
+}
+
+/// Defaults: noisy-shapes 20 000 train / 1 000 test at 32×32; Fashion-MNIST all 60 000 / 10 000
+/// at 28×28 (native size).
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub benchmark: Benchmark,
+    pub out: PathBuf,
+    pub noise_rate: f64,
+    pub seed: u64,
+    pub train_size: Option<usize>,
+    pub test_size: Option<usize>,
+    pub image_size: Option<u32>,
+    pub shard_size: u64,
+}
+
+impl GenerateOptions {
+    pub fn new(benchmark: Benchmark, out: impl Into<PathBuf>) -> Self {
+        Self {
+            benchmark,
+            out: out.into(),
+            noise_rate: 0.2,
+            seed: 0,
+            train_size: None,
+            test_size: None,
+            image_size: None,
+            shard_size: 5000,
+        }
+    }
+}
+
+/// `dataset.json`: what the trainer and evaluator need to use a generated dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetManifest {
+    pub name: String,
+    /// Shard patterns relative to the manifest's directory.
+    pub train: String,
+    pub test: String,
+    pub train_size: u64,
+    pub test_size: u64,
+    /// Model input side length the dataset was made for.
+    pub image_size: u32,
+    pub class_names: Vec<String>,
+    /// Zero-shot prompt templates, `{}` = class name.
+    pub templates: Vec<String>,
+    pub noise_rate: f64,
+    pub noisy_count: u64,
+    pub seed: u64,
+}
+
+impl DatasetManifest {
+    /// Loads `dataset.json` from a directory or a direct path.
+    pub fn load(path: &Path) -> Result<Self> {
+        let file = if path.is_dir() { path.join(MANIFEST_FILE) } else { path.to_path_buf() };
+        let text = std::fs::read_to_string(&file).map_err(|e| DataError::io(&file, e))?;
+        serde_json::from_str(&text).map_err(|e| DataError::json(file.display().to_string(), e))
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| DataError::json("manifest", e))?;
+        write_atomic(&dir.join(MANIFEST_FILE), text.as_bytes())
+    }
+
+    pub fn train_set(&self, dir: &Path) -> Result<ShardSet> {
+        ShardSet::from_pattern(&dir.join(&self.train).to_string_lossy())
+    }
+
+    pub fn test_set(&self, dir: &Path) -> Result<ShardSet> {
+        ShardSet::from_pattern(&dir.join(&self.test).to_string_lossy())
+    }
+
+    /// Prompts for every class: `[class][template]`.
+    pub fn prompts(&self) -> Vec<Vec<String>> {
+        self.class_names.iter().map(|c| self.templates.iter().map(|t| t.replace("{}", c)).collect()).collect()
+    }
+}
+
+struct Item {
+    png: Vec<u8>,
+    caption: String,
+    meta: SampleMeta,
+}
+
+fn encode_png(raw: &[u8], w: u32, h: u32, color: ExtendedColorType) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut buf,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::Adaptive,
+    )
+    .write_image(raw, w, h, color)?;
+    Ok(buf)
+}
+
+fn shapes_items(n: usize, image_size: u32, seed: u64) -> Result<Vec<Item>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let s = shapes::generate_scene(&mut rng, image_size);
+            let mut meta = SampleMeta { class: Some(s.class()), ..Default::default() };
+            let objs = serde_json::to_value(&s.objects).map_err(|e| DataError::json("objects", e))?;
+            meta.extra.insert("objects".into(), objs);
+            Ok(Item {
+                png: encode_png(s.image.as_raw(), image_size, image_size, ExtendedColorType::Rgb8)?,
+                caption: s.caption,
+                meta,
+            })
+        })
+        .collect()
+}
+
+fn fmnist_items(split: &fmnist::IdxSplit, n: usize, seed: u64) -> Result<Vec<Item>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n.min(split.len()))
+        .map(|i| {
+            let label = split.labels[i] as usize;
+            let words = fmnist::CLASS_WORDS[label];
+            let word = words[rng.random_range(0..words.len())];
+            let np = format!("{} {word}", if word.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" });
+            let t = fmnist::CAPTION_TEMPLATES[rng.random_range(0..fmnist::CAPTION_TEMPLATES.len())];
+            Ok(Item {
+                png: encode_png(split.image(i), split.cols as u32, split.rows as u32, ExtendedColorType::L8)?,
+                caption: t.replace("{}", &np),
+                meta: SampleMeta { class: Some(label as u32), ..Default::default() },
+            })
+        })
+        .collect()
+}
+
+fn write_split(dir: &Path, name: &str, items: &[Item], shard_size: u64) -> Result<String> {
+    let mut w = ShardWriter::new(dir, name, shard_size)?;
+    for it in items {
+        w.write(&SampleOut { image_ext: "png", image: &it.png, caption: &it.caption, meta: Some(&it.meta) })?;
+    }
+    Ok(w.finish()?.0)
+}
+
+/// Generates a benchmark into `opts.out` and writes its `dataset.json`.
+pub fn generate(opts: &GenerateOptions) -> Result<DatasetManifest> {
+    if opts.shard_size == 0 {
+        return Err(DataError::Invalid("shard size must be > 0".into()));
+    }
+    // Distinct streams for train/test/noise so changing one size never changes the others.
+    let seed_of = |k: u64| opts.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k);
+    let (mut train, test, image_size, class_names, templates) = match opts.benchmark {
+        Benchmark::NoisyShapes => {
+            let size = opts.image_size.unwrap_or(32);
+            if !(8..=1024).contains(&size) {
+                return Err(DataError::Invalid(format!("image size {size} not in 8..=1024")));
+            }
+            (
+                shapes_items(opts.train_size.unwrap_or(20_000), size, seed_of(1))?,
+                shapes_items(opts.test_size.unwrap_or(1_000), size, seed_of(2))?,
+                size,
+                shapes::SHAPES.to_vec(),
+                shapes::ZERO_SHOT_TEMPLATES.to_vec(),
+            )
+        }
+        Benchmark::FashionMnist => {
+            let tr = fmnist::load_split(true)?;
+            let te = fmnist::load_split(false)?;
+            (
+                fmnist_items(&tr, opts.train_size.unwrap_or(tr.len()), seed_of(1))?,
+                fmnist_items(&te, opts.test_size.unwrap_or(te.len()), seed_of(2))?,
+                opts.image_size.unwrap_or(28),
+                fmnist::CLASS_NAMES.to_vec(),
+                fmnist::ZERO_SHOT_TEMPLATES.to_vec(),
+            )
+        }
+    };
+    if train.is_empty() || test.is_empty() {
+        return Err(DataError::Invalid("train and test sizes must be > 0".into()));
+    }
+    let mut captions: Vec<String> = train.iter().map(|i| i.caption.clone()).collect();
+    let report = inject_noise(&mut captions, opts.noise_rate, seed_of(3))?;
+    let noisy: std::collections::HashSet<usize> = report.noisy.iter().copied().collect();
+    for (i, (item, cap)) in train.iter_mut().zip(captions).enumerate() {
+        let is_noisy = noisy.contains(&i);
+        item.meta.noisy = Some(is_noisy);
+        if is_noisy {
+            item.meta.original_caption = Some(std::mem::replace(&mut item.caption, cap));
+        }
+    }
+    std::fs::create_dir_all(&opts.out).map_err(|e| DataError::io(&opts.out, e))?;
+    let manifest = DatasetManifest {
+        name: opts.benchmark.name().to_string(),
+        train: write_split(&opts.out, "train", &train, opts.shard_size)?,
+        test: write_split(&opts.out, "test", &test, opts.shard_size)?,
+        train_size: train.len() as u64,
+        test_size: test.len() as u64,
+        image_size,
+        class_names: class_names.iter().map(|s| s.to_string()).collect(),
+        templates: templates.iter().map(|s| s.to_string()).collect(),
+        noise_rate: opts.noise_rate,
+        noisy_count: report.noisy.len() as u64,
+        seed: opts.seed,
+    };
+    manifest.save(&opts.out)?;
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::ShardReader;
+
+    fn read_all(set: &ShardSet) -> Vec<crate::shard::RawSample> {
+        let mut v = Vec::new();
+        for s in &set.shards {
+            ShardReader::open(&s.path).unwrap().for_each(|r| v.push(r));
+        }
+        v
+    }
+
+    #[test]
+    fn noisy_shapes_generate_is_deterministic_with_exact_noise() {
+        let d1 = tempfile::tempdir().unwrap();
+        let d2 = tempfile::tempdir().unwrap();
+        let mut o = GenerateOptions::new(Benchmark::NoisyShapes, d1.path());
+        o.train_size = Some(500);
+        o.test_size = Some(50);
+        o.shard_size = 200;
+        o.noise_rate = 0.3;
+        o.seed = 5;
+        let m = generate(&o).unwrap();
+        assert_eq!(m.noisy_count, 150);
+        assert_eq!(m.train, "train-{000000..000002}.tar");
+        let back = DatasetManifest::load(d1.path()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(m.prompts()[0][1], "a photo of a circle.");
+        o.out = d2.path().to_path_buf();
+        generate(&o).unwrap();
+        for f in ["train-000000.tar", "train-000002.tar", "test-000000.tar", "train.index.json"] {
+            assert_eq!(std::fs::read(d1.path().join(f)).unwrap(), std::fs::read(d2.path().join(f)).unwrap(), "{f}");
+        }
+        let train = read_all(&m.train_set(d1.path()).unwrap());
+        let flagged: Vec<_> = train.iter().filter(|s| s.meta.as_ref().unwrap().noisy == Some(true)).collect();
+        assert_eq!(flagged.len(), 150);
+        for s in flagged {
+            let meta = s.meta.as_ref().unwrap();
+            assert_ne!(meta.original_caption.as_deref(), s.caption.as_deref());
+        }
+        let test = read_all(&m.test_set(d1.path()).unwrap());
+        assert_eq!(test.len(), 50);
+        assert!(test.iter().all(|s| s.meta.as_ref().unwrap().noisy.is_none()));
+    }
+
+    #[test]
+    fn fashion_mnist_generate_if_installed() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = GenerateOptions::new(Benchmark::FashionMnist, d.path());
+        o.train_size = Some(300);
+        o.test_size = Some(100);
+        match generate(&o) {
+            Ok(m) => {
+                assert_eq!((m.train_size, m.test_size, m.noisy_count), (300, 100, 60));
+                assert_eq!(m.class_names.len(), 10);
+                let t = read_all(&m.test_set(d.path()).unwrap());
+                let img = image::load_from_memory(&t[0].image.as_ref().unwrap().1).unwrap();
+                assert_eq!((img.width(), img.height()), (28, 28));
+            }
+            Err(DataError::FashionMnistMissing(msg)) => {
+                assert!(DataError::FashionMnistMissing(msg.clone()).to_string().contains("apt-get install"));
+                eprintln!("SKIPPED: Fashion-MNIST not installed ({msg})");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}

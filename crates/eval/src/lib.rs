@@ -1,0 +1,1 @@
+//! dissect-eval (in progress)

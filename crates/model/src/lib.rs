@@ -1,0 +1,1 @@
+//! dissect-model (in progress)

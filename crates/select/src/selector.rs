@@ -1,0 +1,469 @@
+//! The per-step selection: scores in, kept batch positions and visit records out.
+
+use std::cmp::Ordering;
+
+use rand::Rng;
+
+use crate::state::flags;
+use crate::{ScoreState, SelectError, SelectionConfig, Strategy, VisitRecord};
+
+/// What the trainer knows about one batch. Slices are indexed by batch position.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchScores<'a> {
+    /// Stable dataset indices of the rows.
+    pub indices: &'a [u64],
+    /// `100·cos(f_j, g_j)` under the current model (clamping at 0 is done here).
+    pub clip_scores: Option<&'a [f32]>,
+    /// Per-sample symmetric InfoNCE losses under the current model.
+    pub losses: Option<&'a [f32]>,
+    /// Scores from a frozen reference model (oracle strategies), higher = keep.
+    pub reference_scores: Option<&'a [f32]>,
+}
+
+/// The outcome of one step's selection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    /// Kept batch positions, ascending.
+    pub positions: Vec<usize>,
+    /// One record per row of the batch, in batch order.
+    pub records: Vec<VisitRecord>,
+    /// True when the rows were drawn at random (random, warm-up epochs, or a momentum
+    /// batch in which no sample had history yet).
+    pub drew_at_random: bool,
+}
+
+/// A strategy bound to its score state. Any trainer can drive it: it needs no tensors.
+#[derive(Debug)]
+pub struct Selector {
+    config: SelectionConfig,
+    state: ScoreState,
+}
+
+impl Selector {
+    pub fn new(config: SelectionConfig, state: ScoreState) -> Result<Self, SelectError> {
+        config.validate()?;
+        Ok(Selector { config, state })
+    }
+
+    /// A selector with a fresh in-memory state for a dataset of `len` samples.
+    pub fn with_dataset_len(config: SelectionConfig, len: u64) -> Result<Self, SelectError> {
+        Selector::new(config, ScoreState::new(len)?)
+    }
+
+    pub fn config(&self) -> &SelectionConfig {
+        &self.config
+    }
+
+    pub fn state(&self) -> &ScoreState {
+        &self.state
+    }
+
+    pub fn into_state(self) -> ScoreState {
+        self.state
+    }
+
+    /// Choose the rows to train on. The state is updated only when the whole input is
+    /// valid, so a rejected batch leaves no trace.
+    pub fn select<R: Rng + ?Sized>(
+        &mut self,
+        batch: &BatchScores<'_>,
+        epoch: u32,
+        step: u64,
+        rng: &mut R,
+    ) -> Result<Selection, SelectError> {
+        let strategy = self.config.strategy;
+        let b = batch.indices.len();
+        if b == 0 {
+            return Err(SelectError::EmptyBatch);
+        }
+        let len = self.state.len();
+        for (position, &index) in batch.indices.iter().enumerate() {
+            if index >= len {
+                return Err(SelectError::IndexOutOfRange { index, position, len });
+            }
+        }
+        let clip_scores = checked(batch.clip_scores, "CLIP scores", b)?;
+        let losses = checked(batch.losses, "per-sample losses", b)?;
+        let reference = checked(batch.reference_scores, "reference scores", b)?;
+        let needs = strategy.needs();
+        let missing = |what| SelectError::MissingInput { strategy: strategy.name(), what };
+        if needs.clip_scores && clip_scores.is_none() {
+            return Err(missing("CLIP scores"));
+        }
+        if needs.losses && losses.is_none() {
+            return Err(missing("per-sample losses"));
+        }
+        if needs.reference_scores && reference.is_none() {
+            return Err(missing("reference scores"));
+        }
+
+        let k = self.config.keep_count(b);
+        let dissect = matches!(strategy, Strategy::DissectWarmup | Strategy::DissectMomentum);
+        // DISSect uses CLIPScore clamped at 0 (DESIGN.md section 2, step 2).
+        let curr: Vec<f32> = match clip_scores {
+            Some(s) if dissect => s.iter().map(|v| v.max(0.0)).collect(),
+            Some(s) => s.to_vec(),
+            None => vec![f32::NAN; b],
+        };
+        let mut hist_used = vec![f32::NAN; b];
+        let slots = self.state.slots_mut();
+
+        // `keys == None` means: draw k rows at random.
+        let keys: Option<Vec<f32>> = match strategy {
+            Strategy::Full | Strategy::Random => None,
+            Strategy::SmallLoss => losses.map(|l| l.iter().map(|v| -v).collect()),
+            Strategy::BigLoss => losses.map(<[f32]>::to_vec),
+            Strategy::Clipscore => Some(curr.clone()),
+            Strategy::OracleClipscore | Strategy::OracleCliploss => reference.map(<[f32]>::to_vec),
+            Strategy::DissectWarmup => {
+                let warming_up = epoch < self.config.warmup_epochs;
+                let mut warm = Vec::with_capacity(b);
+                for (j, &index) in batch.indices.iter().enumerate() {
+                    let slot = &mut slots[index as usize];
+                    if let Some(w) = slot.warm() {
+                        hist_used[j] = w;
+                    }
+                    // During warm-up every visit overwrites the stored score, so it ends as
+                    // the last warm-up visit's. A sample first met after warm-up stores
+                    // its first score, contributing no gap of its own now.
+                    if warming_up || slot.warm().is_none() {
+                        slot.warm = curr[j];
+                        slot.flags |= flags::HAS_WARM;
+                    }
+                    warm.push(if warming_up { f32::NAN } else { slot.warm });
+                }
+                (!warming_up).then(|| {
+                    let mean_warm = mean(&warm);
+                    let mean_curr = mean(&curr);
+                    warm.iter().zip(&curr).map(|(w, c)| (w - mean_warm) - (c - mean_curr)).collect()
+                })
+            }
+            Strategy::DissectMomentum => {
+                let beta = self.config.momentum as f32;
+                let mut any_history = false;
+                let mut gaps = Vec::with_capacity(b);
+                for (j, &index) in batch.indices.iter().enumerate() {
+                    let slot = &mut slots[index as usize];
+                    // First sight takes hist = curr: no gap, rather than the authors'
+                    // hist = 0 that would favour the lowest-scoring pairs.
+                    let h = match slot.hist() {
+                        Some(h) => {
+                            any_history = true;
+                            hist_used[j] = h;
+                            h
+                        }
+                        None => curr[j],
+                    };
+                    gaps.push(h - curr[j]);
+                    // The gap above used the old history; the update comes after it.
+                    slot.hist = beta * h + (1.0 - beta) * curr[j];
+                    slot.flags |= flags::HAS_HIST;
+                }
+                any_history.then_some(gaps)
+            }
+        };
+
+        let positions = match (&keys, strategy) {
+            (_, Strategy::Full) => (0..b).collect(),
+            (Some(keys), _) => top_k(keys, k),
+            (None, _) => {
+                let mut drawn = rand::seq::index::sample(rng, b, k).into_vec();
+                drawn.sort_unstable();
+                drawn
+            }
+        };
+
+        let mut selected = vec![false; b];
+        for &p in &positions {
+            selected[p] = true;
+        }
+        let mut records = Vec::with_capacity(b);
+        for (j, &index) in batch.indices.iter().enumerate() {
+            let slot = &mut slots[index as usize];
+            slot.flags |= flags::SEEN;
+            slot.last = curr[j];
+            slot.last_epoch = epoch;
+            slot.times_selected += u32::from(selected[j]);
+            records.push(VisitRecord {
+                epoch,
+                step,
+                index,
+                curr: curr[j],
+                hist: hist_used[j],
+                rank_key: keys.as_ref().map_or(f32::NAN, |k| k[j]),
+                selected: selected[j],
+            });
+        }
+        let drew_at_random = keys.is_none() && strategy != Strategy::Full;
+        Ok(Selection { positions, records, drew_at_random })
+    }
+}
+
+fn checked<'a>(values: Option<&'a [f32]>, what: &'static str, batch: usize) -> Result<Option<&'a [f32]>, SelectError> {
+    let Some(values) = values else { return Ok(None) };
+    if values.len() != batch {
+        return Err(SelectError::LengthMismatch { what, batch, len: values.len() });
+    }
+    if let Some((position, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(SelectError::NonFinite { what, position, value });
+    }
+    Ok(Some(values))
+}
+
+fn mean(values: &[f32]) -> f32 {
+    // f64 accumulation keeps the centring exact enough for batches of 10^4 rows.
+    (values.iter().map(|&v| f64::from(v)).sum::<f64>() / values.len() as f64) as f32
+}
+
+/// Positions of the `k` largest keys, ties broken by lower position, returned ascending.
+/// Linear-time selection, then a sort of the `k` winners only.
+pub fn top_k(keys: &[f32], k: usize) -> Vec<usize> {
+    let k = k.min(keys.len());
+    let mut positions: Vec<usize> = (0..keys.len()).collect();
+    let order = |a: &usize, b: &usize| -> Ordering { keys[*b].total_cmp(&keys[*a]).then(a.cmp(b)) };
+    if k > 0 && k < positions.len() {
+        positions.select_nth_unstable_by(k - 1, order);
+    }
+    positions.truncate(k);
+    positions.sort_unstable();
+    positions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn selector(strategy: Strategy, rate: f64, n: u64) -> Selector {
+        Selector::with_dataset_len(SelectionConfig::new(strategy, rate).unwrap(), n).unwrap()
+    }
+
+    fn rng() -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(7)
+    }
+
+    fn scores<'a>(indices: &'a [u64], clip: &'a [f32]) -> BatchScores<'a> {
+        BatchScores { indices, clip_scores: Some(clip), ..Default::default() }
+    }
+
+    #[test]
+    fn top_k_breaks_ties_by_lower_position() {
+        assert_eq!(top_k(&[1.0, 3.0, 3.0, 2.0, 3.0], 2), vec![1, 2]);
+        assert_eq!(top_k(&[1.0, 3.0, 3.0, 2.0, 3.0], 3), vec![1, 2, 4]);
+        assert_eq!(top_k(&[5.0; 6], 4), vec![0, 1, 2, 3]);
+        assert_eq!(top_k(&[0.0, -1.0, 2.0], 3), vec![0, 1, 2]);
+        assert_eq!(top_k(&[0.0, -1.0, 2.0], 1), vec![2]);
+    }
+
+    #[test]
+    fn full_keeps_everything_and_random_keeps_k() {
+        let idx = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+        let mut full = selector(Strategy::Full, 0.3, 10);
+        let s = full.select(&BatchScores { indices: &idx, ..Default::default() }, 0, 0, &mut rng()).unwrap();
+        assert_eq!(s.positions, (0..10).collect::<Vec<_>>());
+        assert!(!s.drew_at_random);
+
+        let mut random = selector(Strategy::Random, 0.3, 10);
+        let s = random.select(&BatchScores { indices: &idx, ..Default::default() }, 0, 0, &mut rng()).unwrap();
+        assert_eq!(s.positions.len(), 3);
+        assert!(s.positions.windows(2).all(|w| w[0] < w[1]));
+        assert!(s.drew_at_random);
+        let again = selector(Strategy::Random, 0.3, 10)
+            .select(&BatchScores { indices: &idx, ..Default::default() }, 0, 0, &mut rng())
+            .unwrap();
+        assert_eq!(s.positions, again.positions, "same seed, same rows");
+        assert_eq!(random.state().get(idx[s.positions[0]]).unwrap().times_selected, 1);
+    }
+
+    #[test]
+    fn clipscore_keeps_highest_current_scores() {
+        let idx = [10, 11, 12, 13];
+        let clip = [20.0, -5.0, 31.0, 20.0];
+        let s = selector(Strategy::Clipscore, 0.5, 20).select(&scores(&idx, &clip), 0, 0, &mut rng()).unwrap();
+        assert_eq!(s.positions, vec![0, 2], "tie at 20 goes to the lower position");
+        assert_eq!(s.records[1].rank_key, -5.0, "clipscore ranks the raw score");
+    }
+
+    /// Per-sample losses from a known 3×3 similarity matrix, computed by hand:
+    /// S = [[2,0,0],[0,1,0],[1,0,0]] (logit scale already applied).
+    /// Row CE_j = logsumexp(S_j·) − S_jj; column CE_j = logsumexp(S_·j) − S_jj.
+    #[test]
+    fn small_and_big_loss_rank_per_sample_losses() {
+        let e = std::f32::consts::E;
+        let lse = |v: [f32; 3]| v.iter().map(|x| x.exp()).sum::<f32>().ln();
+        let row = [lse([2.0, 0.0, 0.0]) - 2.0, lse([0.0, 1.0, 0.0]) - 1.0, lse([1.0, 0.0, 0.0]) - 0.0];
+        let col = [lse([2.0, 0.0, 1.0]) - 2.0, lse([0.0, 1.0, 0.0]) - 1.0, lse([0.0, 0.0, 0.0]) - 0.0];
+        let losses: Vec<f32> = (0..3).map(|j| 0.5 * (row[j] + col[j])).collect();
+        // By hand: ℓ0 = ½(ln(e²+2)−2 + ln(e²+1+e)−2) ≈ 0.319, ℓ1 = ln(e+2)−1 ≈ 0.551,
+        // ℓ2 = ½(ln(e+2) + ln 3) ≈ 1.325.
+        assert!((losses[0] - 0.5 * ((e * e + 2.0).ln() - 2.0 + (e * e + 1.0 + e).ln() - 2.0)).abs() < 1e-6);
+        assert!((losses[1] - ((e + 2.0).ln() - 1.0)).abs() < 1e-6);
+        assert!((losses[2] - 0.5 * ((e + 2.0).ln() + 3f32.ln())).abs() < 1e-6);
+        let idx = [0, 1, 2];
+        let batch = BatchScores { indices: &idx, losses: Some(&losses), ..Default::default() };
+        let small = selector(Strategy::SmallLoss, 0.34, 3).select(&batch, 0, 0, &mut rng()).unwrap();
+        assert_eq!(small.positions, vec![0]);
+        let big = selector(Strategy::BigLoss, 0.67, 3).select(&batch, 0, 0, &mut rng()).unwrap();
+        assert_eq!(big.positions, vec![1, 2]);
+    }
+
+    #[test]
+    fn warmup_stores_last_warmup_score_then_ranks_centred_gap() {
+        let mut sel = Selector::with_dataset_len(
+            SelectionConfig::new(Strategy::DissectWarmup, 0.5).unwrap().with_warmup_epochs(2),
+            4,
+        )
+        .unwrap();
+        let idx = [0, 1, 2, 3];
+        // Epoch 0 and 1 are warm-up: random rows, every visit overwrites `warm`.
+        let s = sel.select(&scores(&idx, &[1.0, 1.0, 1.0, 1.0]), 0, 0, &mut rng()).unwrap();
+        assert!(s.drew_at_random && s.positions.len() == 2);
+        let s = sel.select(&scores(&idx, &[50.0, 40.0, 30.0, -20.0]), 1, 1, &mut rng()).unwrap();
+        assert!(s.drew_at_random);
+        assert_eq!(s.records[0].hist, 1.0, "the previous warm-up score is reported as history");
+        let warm: Vec<f32> = (0..4).map(|i| sel.state().get(i).unwrap().warm().unwrap()).collect();
+        assert_eq!(warm, vec![50.0, 40.0, 30.0, 0.0], "last warm-up visit, clamped at 0");
+
+        // Epoch 2: gap = (warm − mean warm) − (curr − mean curr).
+        // warm = [50,40,30,0], mean 30 → [20,10,0,−30]
+        // curr = [60,20,30,10], mean 30 → [30,−10,0,−20]
+        // gap  = [−10, 20, 0, −10] → keep positions 1 and 2.
+        let s = sel.select(&scores(&idx, &[60.0, 20.0, 30.0, 10.0]), 2, 2, &mut rng()).unwrap();
+        assert!(!s.drew_at_random);
+        assert_eq!(s.positions, vec![1, 2]);
+        let gaps: Vec<f32> = s.records.iter().map(|r| r.rank_key).collect();
+        assert_eq!(gaps, vec![-10.0, 20.0, 0.0, -10.0]);
+        // After warm-up the stored score is frozen.
+        assert_eq!(sel.state().get(0).unwrap().warm, 50.0);
+    }
+
+    #[test]
+    fn warmup_centring_ignores_a_global_shift() {
+        let mut sel = Selector::with_dataset_len(
+            SelectionConfig::new(Strategy::DissectWarmup, 0.5).unwrap().with_warmup_epochs(1),
+            4,
+        )
+        .unwrap();
+        let idx = [0, 1, 2, 3];
+        sel.select(&scores(&idx, &[10.0, 20.0, 30.0, 40.0]), 0, 0, &mut rng()).unwrap();
+        // Every score rose by 25 except sample 2, which rose by only 5: a relative drop.
+        let s = sel.select(&scores(&idx, &[35.0, 45.0, 35.0, 65.0]), 1, 1, &mut rng()).unwrap();
+        // shifts relative to the mean shift (20): [+5,+5,−15,+5] → gap = [−5,−5,15,−5].
+        assert_eq!(s.records.iter().map(|r| r.rank_key).collect::<Vec<_>>(), vec![-5.0, -5.0, 15.0, -5.0]);
+        assert_eq!(s.positions, vec![0, 2], "sample 2 first, then the tie goes to position 0");
+    }
+
+    #[test]
+    fn momentum_first_sight_random_then_gap_and_ema_order() {
+        let mut sel = Selector::with_dataset_len(
+            SelectionConfig::new(Strategy::DissectMomentum, 0.5).unwrap().with_momentum(0.5).unwrap(),
+            6,
+        )
+        .unwrap();
+        // No sample has history: random rows, history initialised to the current score.
+        let s = sel.select(&scores(&[0, 1, 2, 3], &[10.0, 20.0, -4.0, 40.0]), 0, 0, &mut rng()).unwrap();
+        assert!(s.drew_at_random);
+        assert!(s.records.iter().all(|r| r.hist.is_nan()));
+        let hist: Vec<f32> = (0..4).map(|i| sel.state().get(i).unwrap().hist().unwrap()).collect();
+        assert_eq!(hist, vec![10.0, 20.0, 0.0, 40.0], "first sight takes hist = max(0, curr)");
+
+        // Samples 0..3 have history; 4 is new (gap 0). gap = hist − curr uses the OLD history:
+        // 0: 10−30 = −20, 1: 20−10 = 10, 4: new → 0, 3: 40−20 = 20.
+        let s = sel.select(&scores(&[0, 1, 4, 3], &[30.0, 10.0, 7.0, 20.0]), 1, 1, &mut rng()).unwrap();
+        assert!(!s.drew_at_random);
+        assert_eq!(s.records.iter().map(|r| r.rank_key).collect::<Vec<_>>(), vec![-20.0, 10.0, 0.0, 20.0]);
+        assert_eq!(s.positions, vec![1, 3]);
+        assert_eq!(s.records[0].hist, 10.0);
+        // Then the EMA update with β = 0.5: hist ← 0.5·hist + 0.5·curr.
+        let hist: Vec<f32> = [0, 1, 4, 3].iter().map(|&i| sel.state().get(i).unwrap().hist().unwrap()).collect();
+        assert_eq!(hist, vec![20.0, 15.0, 7.0, 30.0]);
+        let slot = sel.state().get(1).unwrap();
+        assert_eq!((slot.last_epoch, slot.last), (1, 10.0));
+        assert!(slot.times_selected >= 1, "selected in step 1, perhaps also in the random step 0");
+    }
+
+    #[test]
+    fn bookkeeping_counts_visits() {
+        let mut sel = selector(Strategy::Clipscore, 0.5, 3);
+        sel.select(&scores(&[0, 1], &[5.0, 1.0]), 0, 0, &mut rng()).unwrap();
+        sel.select(&scores(&[0, 2], &[5.0, 9.0]), 3, 1, &mut rng()).unwrap();
+        let s0 = *sel.state().get(0).unwrap();
+        assert_eq!((s0.times_selected, s0.last_epoch, s0.seen()), (1, 3, true));
+        let s1 = *sel.state().get(1).unwrap();
+        assert_eq!((s1.times_selected, s1.last_epoch, s1.last), (0, 0, 1.0));
+        assert_eq!(sel.state().get(2).unwrap().times_selected, 1);
+        assert_eq!(sel.state().seen_count(), 3);
+    }
+
+    #[test]
+    fn oracle_uses_reference_scores() {
+        let idx = [0, 1, 2];
+        let reference = [0.1, 0.9, 0.5];
+        let batch = BatchScores { indices: &idx, reference_scores: Some(&reference), ..Default::default() };
+        let s = selector(Strategy::OracleCliploss, 0.67, 3).select(&batch, 0, 0, &mut rng()).unwrap();
+        assert_eq!(s.positions, vec![1, 2]);
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error_and_leaves_state_untouched() {
+        let mut sel = selector(Strategy::DissectMomentum, 0.5, 4);
+        let msg = |r: Result<Selection, SelectError>| r.unwrap_err().to_string();
+        let e = msg(sel.select(&scores(&[0, 9], &[1.0, 2.0]), 0, 0, &mut rng()));
+        assert!(e.contains("dataset index 9") && e.contains("holds 4"), "{e}");
+        let e = msg(sel.select(&scores(&[0, 1], &[1.0]), 0, 0, &mut rng()));
+        assert!(e.contains("length mismatch") && e.contains("CLIP scores"), "{e}");
+        let e = msg(sel.select(&BatchScores { indices: &[0], ..Default::default() }, 0, 0, &mut rng()));
+        assert!(e.contains("needs CLIP scores"), "{e}");
+        let e = msg(sel.select(&scores(&[0, 1], &[1.0, f32::NAN]), 0, 0, &mut rng()));
+        assert!(e.contains("not finite") && e.contains("position 1"), "{e}");
+        let e = msg(sel.select(&scores(&[], &[]), 0, 0, &mut rng()));
+        assert!(e.contains("empty"), "{e}");
+        assert_eq!(sel.state().seen_count(), 0);
+    }
+
+    #[test]
+    fn k_edges() {
+        let idx: Vec<u64> = (0..10).collect();
+        let clip: Vec<f32> = (0..10).map(|i| i as f32).collect();
+        let all = selector(Strategy::Clipscore, 1.0, 10).select(&scores(&idx, &clip), 0, 0, &mut rng()).unwrap();
+        assert_eq!(all.positions.len(), 10);
+        let one = selector(Strategy::Clipscore, 1e-9, 10).select(&scores(&idx, &clip), 0, 0, &mut rng()).unwrap();
+        assert_eq!(one.positions, vec![9]);
+    }
+
+    #[test]
+    fn save_load_gives_identical_selections() {
+        let config = SelectionConfig::new(Strategy::DissectMomentum, 0.3).unwrap();
+        let n = 64u64;
+        let batches: Vec<(Vec<u64>, Vec<f32>)> = (0..12)
+            .map(|step| {
+                let idx: Vec<u64> = (0..16).map(|j| (step * 16 + j * 5) % n).collect();
+                let clip: Vec<f32> = idx.iter().map(|&i| ((i * 37 + step * 11) % 50) as f32).collect();
+                (idx, clip)
+            })
+            .collect();
+        let run = |sel: &mut Selector, from: usize, to: usize, rng: &mut ChaCha8Rng| -> Vec<Vec<usize>> {
+            (from..to)
+                .map(|s| {
+                    sel.select(&scores(&batches[s].0, &batches[s].1), s as u32 / 4, s as u64, rng).unwrap().positions
+                })
+                .collect()
+        };
+        let mut straight = Selector::with_dataset_len(config, n).unwrap();
+        let mut r = rng();
+        let expected = run(&mut straight, 0, 12, &mut r);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.dss");
+        let mut first = Selector::with_dataset_len(config, n).unwrap();
+        let mut r = rng();
+        let mut got = run(&mut first, 0, 6, &mut r);
+        first.state().save(&path).unwrap();
+        drop(first);
+        let mut resumed = Selector::new(config, ScoreState::load(&path).unwrap()).unwrap();
+        got.extend(run(&mut resumed, 6, 12, &mut r));
+        assert_eq!(got, expected);
+        assert_eq!(resumed.state().slots(), straight.state().slots());
+    }
+}
