@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod run;
 mod simulate;
 
 #[derive(Parser)]
@@ -14,6 +15,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: generate noisy-shapes (40% noisy captions), train the tiny CLIP with
+    /// each selection strategy at r = 0.3, print the comparison table and write plots.
+    Demo(run::DemoArgs),
+    /// Train one model with one selection strategy.
+    Train(run::TrainArgs),
+    /// Evaluate a trained run or checkpoint on a dataset's held-out split.
+    Eval(run::EvalArgs),
+    /// Train several strategies on one dataset and budget, and compare them.
+    Compare(run::CompareArgs),
     /// Run the selection core on synthetic CLIPScore trajectories and report how much
     /// noise each strategy lets through (no model, no data, seconds).
     Simulate(simulate::SimulateArgs),
@@ -27,6 +37,10 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => run::demo(&args),
+        Command::Train(args) => run::train(&args),
+        Command::Eval(args) => run::eval(&args),
+        Command::Compare(args) => run::compare(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Data { command } => Ok(dissect_data::cli::run(command)?),
     }

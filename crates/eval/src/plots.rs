@@ -1,0 +1,455 @@
+//! Report plots, each written as PNG and SVG. Text uses the bundled DejaVu Sans through
+//! plotters' `ab_glyph` backend, so output never depends on the system's fonts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EvalError, Result};
+use crate::noise::NoiseDetection;
+use crate::table::StrategyResult;
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+/// Registers the bundled font under every family and style plotters may ask for, once.
+fn ensure_font() -> Result<()> {
+    static OK: OnceLock<bool> = OnceLock::new();
+    let ok = *OK.get_or_init(|| {
+        let styles = [FontStyle::Normal, FontStyle::Bold, FontStyle::Italic, FontStyle::Oblique];
+        ["sans-serif", "serif", "monospace"].iter().all(|f| styles.iter().all(|s| register_font(f, *s, FONT).is_ok()))
+    });
+    if ok { Ok(()) } else { Err(EvalError::Plot("bundled font could not be parsed".into())) }
+}
+
+/// Where one plot was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlotFiles {
+    pub png: PathBuf,
+    pub svg: PathBuf,
+}
+
+impl PlotFiles {
+    /// `stem.png` and `stem.svg`; creates the parent directory.
+    fn for_stem(stem: &Path) -> Result<Self> {
+        if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(Self { png: stem.with_extension("png"), svg: stem.with_extension("svg") })
+    }
+}
+
+/// Statistics of one epoch's scores. `std` is the population standard deviation; quantiles
+/// interpolate linearly between order statistics (numpy's default).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochScoreSummary {
+    pub epoch: usize,
+    pub count: usize,
+    pub mean: f64,
+    pub std: f64,
+    pub q25: f64,
+    pub median: f64,
+    pub q75: f64,
+}
+
+/// Summary of one epoch's scores; `None` when no finite score remains.
+pub fn summarize_scores(epoch: usize, scores: &[f64]) -> Option<EpochScoreSummary> {
+    let mut v: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    let q = |p: f64| {
+        let pos = p * (v.len() - 1) as f64;
+        let (lo, frac) = (pos.floor() as usize, pos.fract());
+        let hi = (lo + 1).min(v.len() - 1);
+        v[lo] + (v[hi] - v[lo]) * frac
+    };
+    Some(EpochScoreSummary { epoch, count: v.len(), mean, std: var.sqrt(), q25: q(0.25), median: q(0.5), q75: q(0.75) })
+}
+
+/// Per-epoch summaries of clean and of noisy pairs' scores.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoreTrajectories {
+    pub clean: Vec<EpochScoreSummary>,
+    pub noisy: Vec<EpochScoreSummary>,
+}
+
+/// Builds trajectories from raw `(epoch, CLIPScore, noisy)` records.
+pub fn score_trajectories(records: impl IntoIterator<Item = (usize, f64, bool)>) -> ScoreTrajectories {
+    let mut clean: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut noisy: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for (e, s, is_noisy) in records {
+        if is_noisy { &mut noisy } else { &mut clean }.entry(e).or_default().push(s);
+    }
+    let sum = |m: BTreeMap<usize, Vec<f64>>| m.into_iter().filter_map(|(e, v)| summarize_scores(e, &v)).collect();
+    ScoreTrajectories { clean: sum(clean), noisy: sum(noisy) }
+}
+
+/// Histogram of one epoch's selected-set scores. `counts[i]` counts scores in
+/// `[edges[i], edges[i+1])` (the last bin includes its upper edge); `noisy`, when flags are
+/// known, is the noisy part of each bin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochHistogram {
+    pub epoch: usize,
+    pub edges: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub noisy: Option<Vec<u64>>,
+}
+
+/// Per-epoch histograms with `bins` bins over edges shared by all epochs (so panels compare),
+/// from `(epoch, score, noisy flag if known)` records of the SELECTED rows. The noisy split is
+/// kept for an epoch only if every record of it has a flag. Non-finite scores are skipped.
+pub fn selected_histograms(
+    records: impl IntoIterator<Item = (usize, f64, Option<bool>)>,
+    bins: usize,
+) -> Result<Vec<EpochHistogram>> {
+    if bins == 0 {
+        return Err(EvalError::Invalid("histogram needs at least one bin".into()));
+    }
+    let recs: Vec<_> = records.into_iter().filter(|r| r.1.is_finite()).collect();
+    if recs.is_empty() {
+        return Err(EvalError::Empty("no scores for histograms"));
+    }
+    let lo = recs.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
+    let mut hi = recs.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max);
+    if hi <= lo {
+        hi = lo + 1.0;
+    }
+    let width = (hi - lo) / bins as f64;
+    let edges: Vec<f64> = (0..=bins).map(|i| lo + width * i as f64).collect();
+    let mut per: BTreeMap<usize, (Vec<u64>, Option<Vec<u64>>)> = BTreeMap::new();
+    for (e, s, flag) in recs {
+        let b = (((s - lo) / width) as usize).min(bins - 1);
+        let entry = per.entry(e).or_insert_with(|| (vec![0; bins], Some(vec![0; bins])));
+        entry.0[b] += 1;
+        match flag {
+            None => entry.1 = None,
+            Some(n) => {
+                if let Some(noisy) = entry.1.as_mut() {
+                    noisy[b] += u64::from(n);
+                }
+            }
+        }
+    }
+    Ok(per
+        .into_iter()
+        .map(|(epoch, (counts, noisy))| EpochHistogram { epoch, edges: edges.clone(), counts, noisy })
+        .collect())
+}
+
+/// A named `(x, y)` curve, one line in a plot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedCurve {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+impl NamedCurve {
+    /// `(wall time, mean R@1)` curves of comparison rows.
+    pub fn r1_curves(results: &[StrategyResult]) -> Vec<NamedCurve> {
+        results.iter().map(|r| NamedCurve { name: r.strategy.clone(), points: r.r1_curve.clone() }).collect()
+    }
+
+    /// `(epoch, selected-noise fraction)` from per-epoch detection metrics (epochs without a
+    /// selected row are skipped).
+    pub fn noise_curve(name: &str, per_epoch: &[NoiseDetection]) -> NamedCurve {
+        NamedCurve {
+            name: name.to_string(),
+            points: per_epoch.iter().filter_map(|d| Some((d.epoch? as f64, d.selected_noise_fraction?))).collect(),
+        }
+    }
+}
+
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+const CLEAN: RGBColor = COLORS[0];
+const NOISY: RGBColor = COLORS[1];
+
+/// Plotters errors are generic over the backend; flatten them to text.
+trait PlotErr<T> {
+    fn pe(self) -> std::result::Result<T, String>;
+}
+impl<T, E: std::fmt::Display> PlotErr<T> for std::result::Result<T, E> {
+    fn pe(self) -> std::result::Result<T, String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// Axis range around `vals` with 5 % padding; a degenerate range is widened to stay drawable.
+fn padded(vals: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) =
+        vals.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = if hi > lo { (hi - lo) * 0.05 } else { 0.5 };
+    (lo - pad, hi + pad)
+}
+
+/// Draws with `$draw(&root, args..)` once on a PNG and once on an SVG backend.
+macro_rules! render_both {
+    ($stem:expr, $size:expr, $draw:ident($($arg:expr),*)) => {{
+        ensure_font()?;
+        let files = PlotFiles::for_stem($stem)?;
+        {
+            let root = BitMapBackend::new(&files.png, $size).into_drawing_area();
+            $draw(&root, $($arg),*).map_err(EvalError::Plot)?;
+            root.present().map_err(|e| EvalError::Plot(e.to_string()))?;
+        }
+        {
+            let root = SVGBackend::new(&files.svg, $size).into_drawing_area();
+            $draw(&root, $($arg),*).map_err(EvalError::Plot)?;
+            root.present().map_err(|e| EvalError::Plot(e.to_string()))?;
+        }
+        Ok(files)
+    }};
+}
+
+/// (a) CLIPScore of clean vs noisy pairs over epochs: mean line and a shaded 25–75 % band.
+pub fn plot_score_trajectories(stem: &Path, t: &ScoreTrajectories, title: &str) -> Result<PlotFiles> {
+    if t.clean.is_empty() && t.noisy.is_empty() {
+        return Err(EvalError::Empty("no score trajectories to plot"));
+    }
+    render_both!(stem, (900, 600), draw_trajectories(t, title))
+}
+
+fn draw_trajectories<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    t: &ScoreTrajectories,
+    title: &str,
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).pe()?;
+    let all = || t.clean.iter().chain(&t.noisy);
+    let (x0, x1) = padded(all().map(|s| s.epoch as f64));
+    let (y0, y1) = padded(all().flat_map(|s| [s.q25, s.q75, s.mean]));
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 26))
+        .margin(16)
+        .x_label_area_size(46)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .pe()?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("CLIPScore")
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .draw()
+        .pe()?;
+    for (series, color, label) in [(&t.clean, CLEAN, "clean"), (&t.noisy, NOISY, "noisy")] {
+        if series.is_empty() {
+            continue;
+        }
+        let band: Vec<(f64, f64)> = series
+            .iter()
+            .map(|s| (s.epoch as f64, s.q75))
+            .chain(series.iter().rev().map(|s| (s.epoch as f64, s.q25)))
+            .collect();
+        chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.2).filled()))).pe()?;
+        chart
+            .draw_series(LineSeries::new(series.iter().map(|s| (s.epoch as f64, s.mean)), color.stroke_width(3)))
+            .pe()?
+            .label(format!("{label} pairs: mean, 25–75 % band"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+        chart.draw_series(series.iter().map(|s| Circle::new((s.epoch as f64, s.mean), 4, color.filled()))).pe()?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .pe()?;
+    Ok(())
+}
+
+/// (b) One panel per epoch: histogram of the selected set's CLIPScore, clean and noisy
+/// stacked when flags are known.
+pub fn plot_selected_histograms(stem: &Path, hists: &[EpochHistogram], title: &str) -> Result<PlotFiles> {
+    if hists.is_empty() {
+        return Err(EvalError::Empty("no histograms to plot"));
+    }
+    for h in hists {
+        let bad_noisy =
+            h.noisy.as_ref().is_some_and(|n| n.len() != h.counts.len() || n.iter().zip(&h.counts).any(|(a, b)| a > b));
+        if h.edges.len() != h.counts.len() + 1 || h.counts.is_empty() || bad_noisy {
+            return Err(EvalError::Invalid(format!("histogram of epoch {} has inconsistent edges/counts", h.epoch)));
+        }
+    }
+    let cols = (hists.len() as f64).sqrt().ceil() as usize;
+    let rows = hists.len().div_ceil(cols);
+    let size = (420 * cols as u32 + 40, 320 * rows as u32 + 60);
+    render_both!(stem, size, draw_histograms(hists, title, (rows, cols)))
+}
+
+fn draw_histograms<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    hists: &[EpochHistogram],
+    title: &str,
+    grid: (usize, usize),
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).pe()?;
+    let root = root.titled(title, ("sans-serif", 26)).pe()?;
+    let x0 = hists.iter().map(|h| h.edges[0]).fold(f64::INFINITY, f64::min);
+    let x1 = hists.iter().map(|h| h.edges[h.edges.len() - 1]).fold(f64::NEG_INFINITY, f64::max);
+    let ymax = hists.iter().flat_map(|h| h.counts.iter()).copied().max().unwrap_or(1).max(1) as f64 * 1.1;
+    for (i, (panel, h)) in root.split_evenly(grid).iter().zip(hists).enumerate() {
+        let mut chart = ChartBuilder::on(panel)
+            .caption(format!("epoch {}", h.epoch), ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(34)
+            .y_label_area_size(48)
+            .build_cartesian_2d(x0..x1, 0.0..ymax)
+            .pe()?;
+        chart
+            .configure_mesh()
+            .x_desc("CLIPScore")
+            .y_desc("selected")
+            .label_style(("sans-serif", 13))
+            .axis_desc_style(("sans-serif", 14))
+            .draw()
+            .pe()?;
+        let noisy = |b: usize| h.noisy.as_ref().map_or(0, |n| n[b]) as f64;
+        let base_color = if h.noisy.is_some() { CLEAN } else { RGBColor(110, 110, 110) };
+        let lower = chart
+            .draw_series((0..h.counts.len()).map(|b| {
+                let clean = h.counts[b] as f64 - noisy(b);
+                Rectangle::new([(h.edges[b], 0.0), (h.edges[b + 1], clean)], base_color.mix(0.8).filled())
+            }))
+            .pe()?;
+        // One legend is enough: label only the first panel's series.
+        if i == 0 {
+            lower
+                .label(if h.noisy.is_some() { "clean" } else { "selected" })
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], base_color.filled()));
+        }
+        if h.noisy.is_some() {
+            let upper = chart
+                .draw_series((0..h.counts.len()).map(|b| {
+                    let clean = h.counts[b] as f64 - noisy(b);
+                    Rectangle::new([(h.edges[b], clean), (h.edges[b + 1], h.counts[b] as f64)], NOISY.mix(0.8).filled())
+                }))
+                .pe()?;
+            if i == 0 {
+                upper.label("noisy").legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], NOISY.filled()));
+            }
+        }
+        if i == 0 {
+            chart
+                .configure_series_labels()
+                .label_font(("sans-serif", 13))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .pe()?;
+        }
+    }
+    Ok(())
+}
+
+/// (c) Test mean R@1 against wall time, one line per strategy.
+pub fn plot_r1_vs_time(stem: &Path, curves: &[NamedCurve], title: &str) -> Result<PlotFiles> {
+    check_curves(curves)?;
+    render_both!(stem, (900, 600), draw_lines(curves, title, "wall time (s)", "test R@1 (%)", None, 1.0))
+}
+
+/// (d) Noise fraction of the selected set per epoch, one line per strategy, with the data's
+/// noise rate as a dashed reference. Fractions are 0–1 and drawn as percent.
+pub fn plot_noise_fraction(
+    stem: &Path,
+    curves: &[NamedCurve],
+    data_noise_rate: Option<f64>,
+    title: &str,
+) -> Result<PlotFiles> {
+    check_curves(curves)?;
+    render_both!(
+        stem,
+        (900, 600),
+        draw_lines(curves, title, "epoch", "noisy pairs in selected set (%)", data_noise_rate, 100.0)
+    )
+}
+
+fn check_curves(curves: &[NamedCurve]) -> Result<()> {
+    if curves.iter().all(|c| c.points.is_empty()) {
+        return Err(EvalError::Empty("no curve points to plot"));
+    }
+    Ok(())
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    curves: &[NamedCurve],
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    reference: Option<f64>,
+    y_scale: f64,
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).pe()?;
+    let pts = || curves.iter().flat_map(|c| c.points.iter());
+    let (x0, x1) = padded(pts().map(|p| p.0));
+    // Recall and noise fractions are non-negative: anchor the axis at 0, and leave headroom
+    // above the data so the legend does not hide the curves.
+    let (lo, hi) = padded(pts().map(|p| p.1 * y_scale).chain(reference.map(|r| r * y_scale)));
+    let y0 = lo.min(0.0);
+    let y1 = hi + 0.3 * (hi - y0);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 26))
+        .margin(16)
+        .x_label_area_size(46)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .pe()?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .draw()
+        .pe()?;
+    for (i, c) in curves.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let scaled: Vec<(f64, f64)> = c.points.iter().map(|p| (p.0, p.1 * y_scale)).collect();
+        chart
+            .draw_series(LineSeries::new(scaled.iter().copied(), color.stroke_width(3)))
+            .pe()?
+            .label(c.name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+        chart.draw_series(scaled.iter().map(|&p| Circle::new(p, 3, color.filled()))).pe()?;
+    }
+    if let Some(r) = reference {
+        let y = r * y_scale;
+        chart
+            .draw_series(DashedLineSeries::new([(x0, y), (x1, y)], 10, 6, BLACK.stroke_width(2)))
+            .pe()?
+            .label(format!("data noise rate ({y:.0} %)"))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLACK.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 16))
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .pe()?;
+    Ok(())
+}

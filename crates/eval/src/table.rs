@@ -1,0 +1,152 @@
+//! Strategy comparison table (the paper's main-table layout) as Markdown and JSON.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EvalError, Result};
+
+/// Name of the full-data baseline whose final mean R@1 is the time-to-accuracy target.
+pub const FULL_STRATEGY: &str = "full";
+
+/// One row of the comparison: final test metrics of one strategy's run.
+/// Recalls and zero-shot are percentages (0–100); noise fractions are 0–1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StrategyResult {
+    pub strategy: String,
+    pub tr_r1: f64,
+    pub tr_r5: f64,
+    pub tr_r10: f64,
+    pub ir_r1: f64,
+    pub ir_r5: f64,
+    pub ir_r10: f64,
+    #[serde(default)]
+    pub zero_shot: Option<f64>,
+    #[serde(default)]
+    pub selected_noise_fraction: Option<f64>,
+    #[serde(default)]
+    pub data_noise_fraction: Option<f64>,
+    pub wall_time_s: f64,
+    /// Filled by [`fill_time_to_full`].
+    #[serde(default)]
+    pub time_to_full_r1_s: Option<f64>,
+    /// Per-epoch `(wall time in s, mean test R@1 = (TR R@1 + IR R@1) / 2)`, in time order.
+    #[serde(default)]
+    pub r1_curve: Vec<(f64, f64)>,
+}
+
+impl StrategyResult {
+    pub fn mean_r1(&self) -> f64 {
+        (self.tr_r1 + self.ir_r1) / 2.0
+    }
+}
+
+/// First wall time at which `curve` reaches `target` (≥), if ever.
+pub fn time_to_reach(curve: &[(f64, f64)], target: f64) -> Option<f64> {
+    curve.iter().find(|p| p.1 >= target).map(|p| p.0)
+}
+
+/// Sets every row's `time_to_full_r1_s` to the first time its curve reaches the `full` row's
+/// final mean R@1. Returns that target, or `None` (and clears the column) without a `full` row.
+pub fn fill_time_to_full(results: &mut [StrategyResult]) -> Option<f64> {
+    let target = results.iter().find(|r| r.strategy == FULL_STRATEGY).map(StrategyResult::mean_r1);
+    for r in results.iter_mut() {
+        r.time_to_full_r1_s = target.and_then(|t| time_to_reach(&r.r1_curve, t));
+    }
+    target
+}
+
+fn num(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+fn opt(v: Option<f64>, scale: f64) -> String {
+    v.map_or_else(|| "—".to_string(), |x| num(x * scale))
+}
+
+/// Markdown table: rows are strategies; columns TR R@1/5/10, IR R@1/5/10, zero-shot,
+/// selected-noise %, wall time, time to the full run's final R@1 ("—" when not reached or
+/// not available).
+pub fn to_markdown(results: &[StrategyResult]) -> String {
+    let mut s = String::from(
+        "| Strategy | TR R@1 | TR R@5 | TR R@10 | IR R@1 | IR R@5 | IR R@10 | Zero-shot | \
+         Selected noise % | Wall time (s) | Time to full R@1 (s) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in results {
+        // Pipes inside a strategy name would break the table layout.
+        let name = r.strategy.replace('|', "\\|");
+        s.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            num(r.tr_r1),
+            num(r.tr_r5),
+            num(r.tr_r10),
+            num(r.ir_r1),
+            num(r.ir_r5),
+            num(r.ir_r10),
+            opt(r.zero_shot, 1.0),
+            opt(r.selected_noise_fraction, 100.0),
+            num(r.wall_time_s),
+            opt(r.time_to_full_r1_s, 1.0),
+        ));
+    }
+    if let Some(rate) = results.iter().find_map(|r| r.data_noise_fraction) {
+        s.push_str(&format!("\nData noise rate: {:.1} %\n", rate * 100.0));
+    }
+    s
+}
+
+/// The table as pretty JSON (a list of [`StrategyResult`]).
+pub fn to_json(results: &[StrategyResult]) -> Result<String> {
+    Ok(serde_json::to_string_pretty(results)?)
+}
+
+/// Parses what [`to_json`] wrote.
+pub fn from_json(s: &str) -> Result<Vec<StrategyResult>> {
+    serde_json::from_str(s).map_err(EvalError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, tr: f64, ir: f64, curve: Vec<(f64, f64)>) -> StrategyResult {
+        StrategyResult {
+            strategy: name.into(),
+            tr_r1: tr,
+            tr_r5: 50.0,
+            tr_r10: 60.0,
+            ir_r1: ir,
+            ir_r5: 40.0,
+            ir_r10: 55.5,
+            zero_shot: None,
+            selected_noise_fraction: Some(0.123),
+            data_noise_fraction: Some(0.4),
+            wall_time_s: 10.0,
+            time_to_full_r1_s: None,
+            r1_curve: curve,
+        }
+    }
+
+    #[test]
+    fn time_to_full_and_rendering() {
+        let mut rs = vec![
+            row("full", 30.0, 20.0, vec![(5.0, 10.0), (10.0, 25.0)]),
+            row("dissect-momentum", 32.0, 24.0, vec![(3.0, 20.0), (6.0, 25.0), (9.0, 28.0)]),
+            row("random", 10.0, 10.0, vec![(3.0, 5.0), (6.0, 10.0)]),
+        ];
+        assert_eq!(fill_time_to_full(&mut rs), Some(25.0));
+        assert_eq!(rs[0].time_to_full_r1_s, Some(10.0));
+        assert_eq!(rs[1].time_to_full_r1_s, Some(6.0));
+        assert_eq!(rs[2].time_to_full_r1_s, None);
+        let md = to_markdown(&rs);
+        assert!(md.contains("| dissect-momentum | 32.0 | 50.0 | 60.0 | 24.0 | 40.0 | 55.5 | — | 12.3 | 10.0 | 6.0 |"));
+        assert!(md.contains("| random | 10.0 |"));
+        assert!(md.contains("| — |\n"));
+        assert!(md.contains("Data noise rate: 40.0 %"));
+        let back = from_json(&to_json(&rs).unwrap()).unwrap();
+        assert_eq!(back, rs);
+        // Without a full row the column is cleared.
+        let mut no_full = rs[1..].to_vec();
+        assert_eq!(fill_time_to_full(&mut no_full), None);
+        assert!(no_full.iter().all(|r| r.time_to_full_r1_s.is_none()));
+    }
+}

@@ -1,0 +1,342 @@
+//! Behaviour of the CLIP model and its training-step pieces on the `micro` preset.
+
+use dissect_model::burn::module::Module;
+use dissect_model::burn::optim::GradientsParams;
+use dissect_model::burn::tensor::{Device, Tensor};
+use dissect_model::{
+    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, clamp_logit_scale, clip_grad_norm, clip_loss,
+    initial_logit_scale, logits, max_logit_scale, model_from_bytes, model_to_bytes, param_infos, per_sample_loss,
+    scalar_f32, score_batch, to_vec_f32, train_step,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn cpu() -> Device {
+    Device::flex()
+}
+
+fn train_device() -> Device {
+    Device::flex().autodiff()
+}
+
+/// Host buffers of a random batch: (images, tokens, eot).
+fn host_batch(cfg: &ClipConfig, b: usize, seed: u64) -> (Vec<f32>, Vec<u32>, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = b * cfg.channels * cfg.image_size * cfg.image_size;
+    let images = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let l = cfg.context_length;
+    let tokens = (0..b * l).map(|_| rng.random_range(1..cfg.vocab_size as u32)).collect();
+    let eot = (0..b).map(|_| rng.random_range(2..l)).collect();
+    (images, tokens, eot)
+}
+
+fn batch(cfg: &ClipConfig, b: usize, seed: u64, device: &Device) -> ClipBatch {
+    let (images, tokens, eot) = host_batch(cfg, b, seed);
+    ClipBatch::from_host(cfg, &images, &tokens, &eot, device).expect("valid batch")
+}
+
+fn flat(t: Tensor<2>) -> Vec<f32> {
+    t.try_into_vec_as::<f32>().expect("f32 data")
+}
+
+/// The serialised record: comparing it compares every parameter (and its id) bit for bit.
+fn all_params(model: &Clip) -> Vec<u8> {
+    model_to_bytes(model).expect("record")
+}
+
+#[test]
+fn shapes_unit_norm_and_param_count() {
+    let cfg = ClipConfig::micro();
+    let model = Clip::new(&cfg, 0, &cpu()).unwrap();
+    assert_eq!(model.num_params(), cfg.expected_num_params());
+    let b = batch(&cfg, 5, 1, &cpu());
+    let out = model.forward(b.images, b.tokens, b.eot);
+    assert_eq!(out.image_features.dims(), [5, cfg.embed_dim]);
+    assert_eq!(out.text_features.dims(), [5, cfg.embed_dim]);
+    assert_eq!(out.logit_scale.dims(), [1]);
+    assert!((scalar_f32(out.logit_scale.clone()).unwrap() - initial_logit_scale()).abs() < 1e-6);
+    for feats in [out.image_features.clone(), out.text_features.clone()] {
+        let norms = to_vec_f32(feats.square().sum_dim(1).reshape([5])).unwrap();
+        for n in norms {
+            assert!((n - 1.0).abs() < 1e-5, "squared norm {n}");
+        }
+    }
+    assert_eq!(per_sample_loss(&out).dims(), [5]);
+    assert_eq!(clip_loss(&out).dims(), [1]);
+}
+
+#[test]
+fn tiny_preset_has_documented_parameter_count() {
+    let cfg = ClipConfig::tiny();
+    let model = Clip::new(&cfg, 0, &cpu()).unwrap();
+    assert_eq!(model.num_params(), 1_767_425);
+}
+
+#[test]
+fn per_sample_loss_matches_host_reference_and_mean_is_clip_loss() {
+    let cfg = ClipConfig::micro();
+    let model = Clip::new(&cfg, 3, &cpu()).unwrap();
+    let b = 7;
+    let batch = batch(&cfg, b, 2, &cpu());
+    let out = model.forward(batch.images, batch.tokens, batch.eot);
+    let s = flat(logits(&out));
+    let lse = |vals: &[f64]| {
+        let m = vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        m + vals.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+    };
+    let per = to_vec_f32(per_sample_loss(&out)).unwrap();
+    let mut mean = 0.0;
+    for j in 0..b {
+        let row: Vec<f64> = (0..b).map(|k| s[j * b + k] as f64).collect();
+        let col: Vec<f64> = (0..b).map(|k| s[k * b + j] as f64).collect();
+        let diag = s[j * b + j] as f64;
+        let expected = 0.5 * ((lse(&row) - diag) + (lse(&col) - diag));
+        assert!((per[j] as f64 - expected).abs() < 1e-4, "row {j}");
+        mean += per[j] as f64 / b as f64;
+    }
+    let total = scalar_f32(clip_loss(&out)).unwrap();
+    assert!((total as f64 - mean).abs() < 1e-5);
+}
+
+#[test]
+fn text_features_ignore_tokens_after_eot() {
+    let cfg = ClipConfig::micro();
+    let model = Clip::new(&cfg, 4, &cpu()).unwrap();
+    let (_, mut tokens, eot) = host_batch(&cfg, 3, 9);
+    let images = vec![0.0; 3 * 3 * cfg.image_size * cfg.image_size];
+    let encode = |tokens: &[u32]| {
+        let b = ClipBatch::from_host(&cfg, &images, tokens, &eot, &cpu()).unwrap();
+        flat(model.encode_text(b.tokens, b.eot))
+    };
+    let before = encode(&tokens);
+    let l = cfg.context_length;
+    for (row, &e) in eot.iter().enumerate() {
+        for t in &mut tokens[row * l + e + 1..(row + 1) * l] {
+            *t = (*t + 7) % cfg.vocab_size as u32;
+        }
+    }
+    let after = encode(&tokens);
+    for (a, b) in before.iter().zip(&after) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    // A change at or before the end of text does matter.
+    tokens[eot[0]] = (tokens[eot[0]] + 1) % cfg.vocab_size as u32;
+    let changed = encode(&tokens);
+    assert!(before.iter().zip(&changed).take(cfg.embed_dim).any(|(a, b)| (a - b).abs() > 1e-4));
+}
+
+#[test]
+fn decay_groups_follow_open_clip() {
+    let cfg = ClipConfig::micro();
+    let model = Clip::new(&cfg, 0, &cpu()).unwrap();
+    let infos = param_infos(&model);
+    let decay: Vec<&str> = infos.iter().filter(|p| p.decay).map(|p| p.path.as_str()).collect();
+    // Linear matrices: patch embed + 4 per block × 2 blocks + proj, per tower.
+    assert_eq!(infos.len(), 62);
+    assert_eq!(decay.len(), 19, "{decay:?}");
+    assert!(decay.contains(&"visual.patch_embed.weight"));
+    assert!(decay.contains(&"visual.blocks.1.attn.qkv.weight"));
+    assert!(decay.contains(&"text.blocks.0.mlp_proj.weight"));
+    assert!(decay.contains(&"text.text_projection.weight"));
+    for p in &infos {
+        let excluded = p.path.contains("ln_")
+            || p.path.ends_with("bias")
+            || p.path.contains("embedding")
+            || p.path == "logit_scale";
+        if p.path != "visual.patch_embed.weight" {
+            assert_eq!(p.decay, !excluded, "{}", p.path);
+        }
+    }
+
+    // Routing: one step with decay 0.5 vs 0.0 from the same state and gradients changes only
+    // the decay group.
+    let dev = train_device();
+    let model = Clip::new(&cfg, 0, &dev).unwrap();
+    let b = batch(&cfg, 4, 5, &dev);
+    let step = |wd: f32| {
+        let settings = AdamWSettings { weight_decay: wd, ..AdamWSettings::default() };
+        let mut optim = ClipOptimizer::new(&model, settings);
+        let (m, _) = train_step(model.clone(), &mut optim, &b, 1e-2, None).unwrap();
+        m
+    };
+    let (with, without) = (step(0.5), step(0.0));
+    let values = |m: &Clip, path: &str| -> Vec<f32> {
+        let rec = m.valid();
+        match path {
+            "visual.blocks.0.attn.qkv.weight" => flat(rec.visual.blocks[0].attn.qkv.weight.val()),
+            "text.text_projection.weight" => flat(rec.text.text_projection.weight.val()),
+            "visual.blocks.0.ln_1.gamma" => rec.visual.blocks[0].ln_1.gamma.val().try_into_vec_as::<f32>().unwrap(),
+            "text.token_embedding.weight" => flat(rec.text.token_embedding.weight.val()),
+            "visual.positional_embedding" => flat(rec.visual.positional_embedding.val()),
+            _ => unreachable!(),
+        }
+    };
+    for path in ["visual.blocks.0.attn.qkv.weight", "text.text_projection.weight"] {
+        assert_ne!(values(&with, path), values(&without, path), "{path}");
+    }
+    for path in ["visual.blocks.0.ln_1.gamma", "text.token_embedding.weight", "visual.positional_embedding"] {
+        assert_eq!(values(&with, path), values(&without, path), "{path}");
+    }
+}
+
+#[test]
+fn gradient_clipping_bounds_the_global_norm() {
+    let cfg = ClipConfig::micro();
+    let dev = train_device();
+    let model = Clip::new(&cfg, 1, &dev).unwrap();
+    let infos = param_infos(&model);
+    let b = batch(&cfg, 8, 3, &dev);
+    let grads_of = || {
+        let out = model.forward(b.images.clone(), b.tokens.clone(), b.eot.clone());
+        GradientsParams::from_grads(clip_loss(&out).backward(), &model)
+    };
+    let mut grads = grads_of();
+    let norm = clip_grad_norm(&infos, &mut grads, None).unwrap();
+    assert!(norm > 0.0 && norm.is_finite());
+    let mut grads = grads_of();
+    let max = norm / 10.0;
+    let pre = clip_grad_norm(&infos, &mut grads, Some(max)).unwrap();
+    assert!((pre - norm).abs() <= 1e-5 * norm);
+    let post = clip_grad_norm(&infos, &mut grads, None).unwrap();
+    assert!(post <= max * (1.0 + 1e-4), "{post} > {max}");
+    assert!(post >= max * 0.99);
+    // A bound above the norm leaves gradients alone.
+    let mut grads = grads_of();
+    clip_grad_norm(&infos, &mut grads, Some(norm * 2.0)).unwrap();
+    let same = clip_grad_norm(&infos, &mut grads, None).unwrap();
+    assert!((same - norm).abs() <= 1e-5 * norm);
+}
+
+fn run_losses(seed: u64, steps: usize) -> (Vec<f32>, Clip) {
+    let cfg = ClipConfig::micro();
+    let dev = train_device();
+    let mut model = Clip::new(&cfg, seed, &dev).unwrap();
+    let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
+    let b = batch(&cfg, 16, 11, &cpu());
+    let mut losses = vec![];
+    for _ in 0..steps {
+        let (m, stats) = train_step(model, &mut optim, &b, 1e-3, Some(1.0)).unwrap();
+        model = m;
+        losses.push(stats.loss);
+    }
+    (losses, model)
+}
+
+#[test]
+fn loss_falls_on_a_fixed_batch_and_runs_are_deterministic() {
+    let (losses, _) = run_losses(7, 20);
+    let first = losses[0];
+    let last = *losses.last().unwrap();
+    eprintln!("losses: {losses:?}");
+    assert!(first > 2.0 && first < 5.0, "initial loss {first}");
+    assert!(last < 0.5 * first, "loss {first} -> {last}: {losses:?}");
+    let (again, _) = run_losses(7, 3);
+    assert_eq!(&losses[..3], &again[..], "same seed, same losses");
+    let (other, _) = run_losses(8, 1);
+    assert_ne!(losses[0], other[0], "different seed, different init");
+}
+
+#[test]
+fn save_load_round_trip_and_resumed_step_equals_uninterrupted() {
+    let cfg = ClipConfig::micro();
+    let dev = train_device();
+    let b = batch(&cfg, 8, 21, &cpu());
+    let mut model = Clip::new(&cfg, 5, &dev).unwrap();
+    let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
+    for _ in 0..2 {
+        model = train_step(model, &mut optim, &b, 1e-3, Some(1.0)).unwrap().0;
+    }
+    let model_bytes = model_to_bytes(&model).unwrap();
+    let optim_bytes = optim.to_bytes().unwrap();
+
+    // Load into a model of another seed (different weights and ParamIds).
+    let fresh = Clip::new(&cfg, 99, &dev).unwrap();
+    let loaded = model_from_bytes(fresh, &model_bytes).unwrap();
+    let enc = |m: &Clip| {
+        let v = m.valid();
+        let bb = b.to_device(&cpu());
+        let out = v.forward(bb.images, bb.tokens, bb.eot);
+        (flat(out.image_features), flat(out.text_features))
+    };
+    assert_eq!(enc(&model), enc(&loaded), "bit-identical outputs after reload");
+    assert_eq!(all_params(&model), all_params(&loaded));
+
+    let mut optim2 = ClipOptimizer::new(&loaded, AdamWSettings::default());
+    optim2.load_bytes(&optim_bytes).unwrap();
+    let (m1, s1) = train_step(model, &mut optim, &b, 1e-3, Some(1.0)).unwrap();
+    let (m2, s2) = train_step(loaded, &mut optim2, &b, 1e-3, Some(1.0)).unwrap();
+    assert_eq!(s1, s2);
+    assert_eq!(enc(&m1), enc(&m2), "a step after reload equals one without");
+
+    // Garbage is an error, not a panic.
+    assert!(model_from_bytes(m1, b"not a record").is_err());
+    assert!(optim2.load_bytes(b"nope").is_err());
+}
+
+#[test]
+fn logit_scale_is_clamped_and_keeps_training() {
+    let cfg = ClipConfig::micro();
+    let dev = train_device();
+    let mut model = Clip::new(&cfg, 2, &dev).unwrap();
+    model.logit_scale = model.logit_scale.map(|t| t.mul_scalar(3.0));
+    let model = clamp_logit_scale(model).unwrap();
+    assert!((model.logit_scale_value() - max_logit_scale()).abs() < 1e-6);
+    let mut low = Clip::new(&cfg, 2, &dev).unwrap();
+    low.logit_scale = low.logit_scale.map(|t| t.mul_scalar(-1.0));
+    assert_eq!(clamp_logit_scale(low).unwrap().logit_scale_value(), 0.0);
+    // After a clamp the temperature still receives gradients (it stays a leaf parameter).
+    let b = batch(&cfg, 8, 4, &dev);
+    let out = model.forward(b.images, b.tokens, b.eot);
+    let grads = GradientsParams::from_grads(clip_loss(&out).backward(), &model);
+    let g = grads.get::<1>(model.logit_scale.id).expect("temperature gradient");
+    assert!(scalar_f32(g).unwrap() != 0.0);
+}
+
+#[test]
+fn scoring_pass_and_row_selection() {
+    let cfg = ClipConfig::micro();
+    let model = Clip::new(&cfg, 6, &train_device()).unwrap();
+    let b = batch(&cfg, 6, 8, &cpu());
+    let scores = score_batch(&model.valid(), &b).unwrap();
+    assert_eq!(scores.clip_scores.len(), 6);
+    assert_eq!(scores.per_sample_loss.len(), 6);
+    assert!(scores.clip_scores.iter().all(|s| s.abs() <= 100.0 + 1e-3));
+    let v = model.valid();
+    let out = v.forward(b.images.clone(), b.tokens.clone(), b.eot.clone());
+    let mean = scores.per_sample_loss.iter().sum::<f32>() / 6.0;
+    assert!((mean - scalar_f32(clip_loss(&out)).unwrap()).abs() < 1e-5);
+
+    let keep = [4, 1, 5];
+    let sub = b.select_rows(&keep).unwrap();
+    assert_eq!(sub.len(), 3);
+    let sub_scores = score_batch(&model, &sub).unwrap();
+    for (i, &row) in keep.iter().enumerate() {
+        assert!((sub_scores.clip_scores[i] - scores.clip_scores[row]).abs() < 1e-3);
+    }
+    assert!(b.select_rows(&[6]).is_err());
+    assert!(b.select_rows(&[]).is_err());
+    // The selected rows train on the autodiff device.
+    let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
+    let (_, stats) = train_step(model, &mut optim, &sub, 1e-3, Some(1.0)).unwrap();
+    assert!(stats.loss.is_finite());
+}
+
+#[test]
+fn batch_validation_errors() {
+    let cfg = ClipConfig::micro();
+    let (images, tokens, eot) = host_batch(&cfg, 2, 0);
+    let ok = ClipBatch::from_host(&cfg, &images, &tokens, &eot, &cpu());
+    assert!(ok.is_ok());
+    let err = |r: Result<ClipBatch, dissect_model::ModelError>| r.unwrap_err().to_string();
+    assert!(err(ClipBatch::from_host(&cfg, &images[1..], &tokens, &eot, &cpu())).contains("image"));
+    let mut bad = tokens.clone();
+    bad[0] = cfg.vocab_size as u32;
+    assert!(err(ClipBatch::from_host(&cfg, &images, &bad, &eot, &cpu())).contains("vocabulary"));
+    assert!(err(ClipBatch::from_host(&cfg, &images, &tokens, &[0, 99], &cpu())).contains("end-of-text"));
+    assert!(ClipBatch::from_host(&cfg, &[], &[], &[], &cpu()).is_err());
+    // Shorter token rows than the context are fine.
+    let short: Vec<u32> = tokens[..2 * 8].to_vec();
+    let b = ClipBatch::from_host(&cfg, &images, &short, &[3, 7], &cpu()).unwrap();
+    let model = Clip::new(&cfg, 0, &cpu()).unwrap();
+    assert_eq!(model.encode_text(b.tokens, b.eot).dims(), [2, cfg.embed_dim]);
+}

@@ -1,0 +1,167 @@
+//! Checkpoints: one folder per checkpoint, written in full under a temporary name and then
+//! renamed, so a crash at any point leaves the previous checkpoint intact and `latest`
+//! naming a complete one.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+use crate::metrics::{EpochAccumulator, EpochSummary};
+
+pub const MODEL_FILE: &str = "model.bpk";
+pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+pub const SELECTION_FILE: &str = "selection.dss";
+pub const TRAINER_FILE: &str = "trainer.json";
+const LATEST_FILE: &str = "latest";
+const FORMAT_VERSION: u32 = 1;
+
+/// The trainer's position and everything needed to continue exactly from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainerState {
+    pub format_version: u32,
+    /// Epoch in progress (or the next one when `next_batch` is 0 and the epoch finished).
+    pub epoch: u32,
+    /// First batch of `epoch` not yet trained on.
+    pub next_batch: u64,
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// Selection RNG (ChaCha8): seed, stream and word position (as a string: it is a u128).
+    pub rng_seed: [u8; 32],
+    pub rng_stream: u64,
+    pub rng_word_pos: String,
+    /// Training wall time so far (excluding evaluation), seconds.
+    pub train_time_s: f64,
+    /// Bytes of the visit-record file and the JSONL log at checkpoint time: a resumed run
+    /// truncates both back to these lengths, so nothing is logged twice.
+    pub records_len: u64,
+    pub log_len: u64,
+    pub epoch_accumulator: EpochAccumulator,
+    pub history: Vec<EpochSummary>,
+}
+
+pub fn checkpoints_dir(run: &Path) -> PathBuf {
+    run.join("checkpoints")
+}
+
+/// Write `bytes` to `path` through a synced temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let result = (|| -> std::io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        TrainError::io(path, e)
+    })
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let result = (|| -> std::io::Result<()> {
+        let mut file = File::create(path)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    result.map_err(|e| TrainError::io(path, e))
+}
+
+/// What a checkpoint holds, already serialised by the caller.
+pub struct CheckpointParts<'a> {
+    pub model: &'a [u8],
+    pub optimizer: &'a [u8],
+    pub selection: &'a dissect_select::ScoreState,
+    pub trainer: &'a TrainerState,
+}
+
+/// Writes `checkpoints/step-NNNNNNNN/` atomically, points `latest` at it and prunes older
+/// checkpoints beyond `keep`. Returns the checkpoint folder.
+pub fn write_checkpoint(run: &Path, parts: &CheckpointParts<'_>, keep: usize) -> Result<PathBuf> {
+    let dir = checkpoints_dir(run);
+    fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+    let name = format!("step-{:08}", parts.trainer.step);
+    let final_dir = dir.join(&name);
+    let tmp_dir = dir.join(format!(".{name}.tmp"));
+    if tmp_dir.exists() {
+        fs::remove_dir_all(&tmp_dir).map_err(|e| TrainError::io(&tmp_dir, e))?;
+    }
+    fs::create_dir_all(&tmp_dir).map_err(|e| TrainError::io(&tmp_dir, e))?;
+    write_synced(&tmp_dir.join(MODEL_FILE), parts.model)?;
+    write_synced(&tmp_dir.join(OPTIMIZER_FILE), parts.optimizer)?;
+    parts.selection.save(tmp_dir.join(SELECTION_FILE))?;
+    let trainer = serde_json::to_vec_pretty(parts.trainer)
+        .map_err(|e| TrainError::Checkpoint { path: tmp_dir.clone(), message: e.to_string() })?;
+    write_synced(&tmp_dir.join(TRAINER_FILE), &trainer)?;
+    if final_dir.exists() {
+        fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
+    }
+    fs::rename(&tmp_dir, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    write_atomic(&dir.join(LATEST_FILE), name.as_bytes())?;
+    prune(&dir, keep)?;
+    Ok(final_dir)
+}
+
+fn prune(dir: &Path, keep: usize) -> Result<()> {
+    let mut steps: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| TrainError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+        .collect();
+    steps.sort();
+    let excess = steps.len().saturating_sub(keep);
+    for old in &steps[..excess] {
+        fs::remove_dir_all(old).map_err(|e| TrainError::io(old, e))?;
+    }
+    Ok(())
+}
+
+/// The newest complete checkpoint of a run, if any.
+pub fn latest_checkpoint(run: &Path) -> Result<Option<PathBuf>> {
+    let latest = checkpoints_dir(run).join(LATEST_FILE);
+    match fs::read_to_string(&latest) {
+        Ok(name) => {
+            let dir = checkpoints_dir(run).join(name.trim());
+            if !dir.join(TRAINER_FILE).is_file() {
+                return Err(TrainError::Checkpoint {
+                    path: dir,
+                    message: "named by `latest` but incomplete or missing".into(),
+                });
+            }
+            Ok(Some(dir))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(TrainError::io(latest, e)),
+    }
+}
+
+pub fn read_trainer_state(dir: &Path) -> Result<TrainerState> {
+    let path = dir.join(TRAINER_FILE);
+    let text = fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
+    let state: TrainerState = serde_json::from_slice(&text)
+        .map_err(|e| TrainError::Checkpoint { path: path.clone(), message: e.to_string() })?;
+    if state.format_version != FORMAT_VERSION {
+        return Err(TrainError::Checkpoint {
+            path,
+            message: format!("format version {} is not supported (expected {FORMAT_VERSION})", state.format_version),
+        });
+    }
+    Ok(state)
+}
+
+pub fn read_file(dir: &Path, name: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    fs::read(&path).map_err(|e| TrainError::io(path, e))
+}
+
+pub fn trainer_format_version() -> u32 {
+    FORMAT_VERSION
+}

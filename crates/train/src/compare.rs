@@ -1,0 +1,152 @@
+//! Several strategies on one dataset, one budget, one seed: the paper's main table.
+
+use std::path::{Path, PathBuf};
+
+use dissect_eval::{
+    NamedCurve, ScoreTrajectories, StrategyResult, fill_time_to_full, plot_noise_fraction, plot_r1_vs_time,
+    plot_score_trajectories, plot_selected_histograms, to_json, to_markdown,
+};
+use dissect_select::Strategy;
+
+use crate::checkpoint::write_atomic;
+use crate::config::TrainConfig;
+use crate::error::{Result, TrainError};
+use crate::trainer::{RunOutcome, train};
+
+/// Where a comparison wrote its results.
+#[derive(Debug, Clone)]
+pub struct ComparisonReport {
+    pub results: Vec<StrategyResult>,
+    pub markdown: String,
+    pub table_md: PathBuf,
+    pub table_json: PathBuf,
+    pub plots: Vec<PathBuf>,
+    pub outcomes: Vec<RunOutcome>,
+}
+
+/// Mean selected-noise fraction over the epochs from `from` on (all of them if none qualify).
+fn mean_selected_noise(outcome: &RunOutcome, from: u32) -> (Option<f64>, Option<f64>) {
+    let pick = |min_epoch: u32| -> Vec<(f64, f64)> {
+        outcome
+            .epochs
+            .iter()
+            .filter(|e| e.epoch >= min_epoch)
+            .filter_map(|e| e.noise.and_then(|n| Some((n.selected_noise_fraction?, n.data_noise_fraction?))))
+            .collect()
+    };
+    let mut values = pick(from);
+    if values.is_empty() {
+        values = pick(0);
+    }
+    if values.is_empty() {
+        return (None, None);
+    }
+    let n = values.len() as f64;
+    (Some(values.iter().map(|v| v.0).sum::<f64>() / n), Some(values.iter().map(|v| v.1).sum::<f64>() / n))
+}
+
+pub fn strategy_result(outcome: &RunOutcome, noise_from_epoch: u32) -> Result<StrategyResult> {
+    let eval = outcome
+        .final_eval()
+        .ok_or_else(|| TrainError::Config(format!("run {} has no evaluation to compare", outcome.run_dir.display())))?;
+    let (selected_noise, data_noise) = mean_selected_noise(outcome, noise_from_epoch);
+    Ok(StrategyResult {
+        strategy: outcome.strategy.name().to_string(),
+        tr_r1: eval.tr_r1,
+        tr_r5: eval.tr_r5,
+        tr_r10: eval.tr_r10,
+        ir_r1: eval.ir_r1,
+        ir_r5: eval.ir_r5,
+        ir_r10: eval.ir_r10,
+        zero_shot: eval.zero_shot_top1,
+        selected_noise_fraction: selected_noise,
+        data_noise_fraction: data_noise,
+        wall_time_s: outcome.train_time_s,
+        time_to_full_r1_s: None,
+        r1_curve: outcome
+            .epochs
+            .iter()
+            .filter_map(|e| e.eval.as_ref().map(|v| (e.train_time_s, v.mean_r1())))
+            .collect(),
+    })
+}
+
+/// Train `strategies` one after another in `out/<strategy>/` (each resumable: a finished run
+/// is not repeated) and write `table.md`, `table.json` and the plots under `out/`.
+pub fn compare(
+    base: &TrainConfig,
+    strategies: &[Strategy],
+    out: &Path,
+    mut on_done: impl FnMut(&RunOutcome),
+) -> Result<ComparisonReport> {
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let mut outcomes = Vec::new();
+    for &strategy in strategies {
+        let mut config = base.clone();
+        config.strategy = strategy;
+        config.out = out.join(strategy.name());
+        config.validate()?;
+        let outcome = train(&config, true)?;
+        on_done(&outcome);
+        outcomes.push(outcome);
+    }
+    // Noise is compared after DISSect's warm-up, when every strategy is really selecting.
+    let mut results = outcomes.iter().map(|o| strategy_result(o, base.warmup_epochs)).collect::<Result<Vec<_>>>()?;
+    fill_time_to_full(&mut results);
+    let markdown = to_markdown(&results);
+    let table_md = out.join("table.md");
+    let table_json = out.join("table.json");
+    write_atomic(&table_md, markdown.as_bytes())?;
+    write_atomic(&table_json, to_json(&results)?.as_bytes())?;
+    let plots = write_plots(out, &results, &outcomes)?;
+    Ok(ComparisonReport { results, markdown, table_md, table_json, plots, outcomes })
+}
+
+fn write_plots(out: &Path, results: &[StrategyResult], outcomes: &[RunOutcome]) -> Result<Vec<PathBuf>> {
+    let dir = out.join("plots");
+    std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+    let mut written = Vec::new();
+    let mut push = |files: dissect_eval::PlotFiles| {
+        written.push(files.png);
+        written.push(files.svg);
+    };
+    let curves = NamedCurve::r1_curves(results);
+    if curves.iter().any(|c| !c.points.is_empty()) {
+        push(plot_r1_vs_time(&dir.join("r1_vs_time"), &curves, "Test mean R@1 vs training wall time")?);
+    }
+    let noise: Vec<NamedCurve> = outcomes
+        .iter()
+        .map(|o| {
+            let per_epoch: Vec<_> = o.epochs.iter().filter_map(|e| e.noise).collect();
+            NamedCurve::noise_curve(o.strategy.name(), &per_epoch)
+        })
+        .filter(|c| !c.points.is_empty())
+        .collect();
+    if !noise.is_empty() {
+        let rate = outcomes.first().map(|o| o.data_noise_rate);
+        push(plot_noise_fraction(&dir.join("selected_noise"), &noise, rate, "Noisy pairs among selected rows")?);
+    }
+    for outcome in outcomes {
+        let name = outcome.strategy.name();
+        let trajectories = ScoreTrajectories {
+            clean: outcome.epochs.iter().filter_map(|e| e.clean_scores).collect(),
+            noisy: outcome.epochs.iter().filter_map(|e| e.noisy_scores).collect(),
+        };
+        if !trajectories.clean.is_empty() || !trajectories.noisy.is_empty() {
+            push(plot_score_trajectories(
+                &dir.join(format!("clipscore_trajectories_{name}")),
+                &trajectories,
+                &format!("CLIPScore of clean vs noisy training pairs ({name})"),
+            )?);
+        }
+        let hists: Vec<_> = outcome.epochs.iter().filter_map(|e| e.selected_histogram.clone()).collect();
+        if !hists.is_empty() {
+            push(plot_selected_histograms(
+                &dir.join(format!("selected_histograms_{name}")),
+                &hists,
+                &format!("CLIPScore of the selected rows per epoch ({name})"),
+            )?);
+        }
+    }
+    Ok(written)
+}

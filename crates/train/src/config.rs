@@ -1,0 +1,172 @@
+//! The training configuration: one TOML file, every field optional, unknown fields refused.
+
+use std::path::{Path, PathBuf};
+
+use dissect_select::{SelectionConfig, Strategy};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Dataset folder holding `dataset.json` (see `dissect data generate`).
+    pub data: PathBuf,
+    /// Run folder: config, tokenizer, logs, visit records, checkpoints.
+    pub out: PathBuf,
+    /// Model preset: micro, tiny, small, vit-b-32.
+    pub model: String,
+    pub epochs: u32,
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Linear warm-up steps before the cosine decay.
+    pub warmup_steps: u64,
+    pub weight_decay: f64,
+    /// Global gradient-norm clip; 0 disables clipping.
+    pub max_grad_norm: f32,
+    pub strategy: Strategy,
+    /// Selection rate r: fraction of each batch trained on.
+    pub rate: f64,
+    /// W for dissect-warmup.
+    pub warmup_epochs: u32,
+    /// β for dissect-momentum.
+    pub momentum: f64,
+    pub seed: u64,
+    /// Decode threads of the loader.
+    pub loader_threads: usize,
+    /// Write a checkpoint every this many steps (0: only at epoch ends).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept on disk (the newest ones).
+    pub keep_checkpoints: usize,
+    /// Evaluate on the held-out split every this many epochs (0: never; the last epoch always).
+    pub eval_every: u32,
+    /// Run folder or checkpoint folder of the frozen reference model (oracle strategies).
+    pub reference: Option<PathBuf>,
+    /// Run the scoring pass even for full/random, to record CLIPScore trajectories.
+    pub track_scores: bool,
+    /// Visit-record format: "dsv" (compact binary), "csv", or "none".
+    pub records: String,
+    /// Upper bound of the BPE vocabulary trained on the captions.
+    pub vocab_size: usize,
+    /// Stop after this many optimiser steps in total (tests, smoke runs).
+    pub max_steps: Option<u64>,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            data: PathBuf::from("data/noisy-shapes"),
+            out: PathBuf::from("runs/train"),
+            model: "tiny".into(),
+            epochs: 10,
+            batch_size: 256,
+            lr: 1e-3,
+            warmup_steps: 50,
+            weight_decay: 0.1,
+            max_grad_norm: 1.0,
+            strategy: Strategy::DissectWarmup,
+            rate: 0.3,
+            warmup_epochs: 2,
+            momentum: 0.9,
+            seed: 0,
+            loader_threads: 2,
+            checkpoint_every: 0,
+            keep_checkpoints: 2,
+            eval_every: 1,
+            reference: None,
+            track_scores: false,
+            records: "dsv".into(),
+            vocab_size: 1024,
+            max_steps: None,
+            progress: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML config; a wrong field or value is reported with its name and line.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let config: TrainConfig =
+            toml::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| TrainError::Config(e.to_string()))
+    }
+
+    pub fn selection(&self) -> Result<SelectionConfig> {
+        let config = SelectionConfig::new(self.strategy, self.rate)
+            .map_err(|e| TrainError::Config(format!("rate: {e}")))?
+            .with_warmup_epochs(self.warmup_epochs)
+            .with_momentum(self.momentum)
+            .map_err(|e| TrainError::Config(format!("momentum: {e}")))?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, why: String| Err(TrainError::Config(format!("{field}: {why}")));
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1".into());
+        }
+        if self.batch_size < 2 {
+            return bad("batch_size", format!("a contrastive batch needs at least 2 rows, got {}", self.batch_size));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", format!("must be a positive number, got {}", self.lr));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad("weight_decay", format!("must be ≥ 0, got {}", self.weight_decay));
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
+            return bad("max_grad_norm", format!("must be ≥ 0, got {}", self.max_grad_norm));
+        }
+        if !matches!(self.records.as_str(), "dsv" | "csv" | "none") {
+            return bad("records", format!("expected dsv, csv or none, got '{}'", self.records));
+        }
+        if self.keep_checkpoints == 0 {
+            return bad("keep_checkpoints", "must be at least 1".into());
+        }
+        if self.strategy.is_oracle() && self.reference.is_none() {
+            return bad(
+                "reference",
+                format!("strategy {} needs a reference model (a run or checkpoint folder)", self.strategy),
+            );
+        }
+        dissect_model::ClipConfig::preset(&self.model).map_err(|e| TrainError::Config(format!("model: {e}")))?;
+        self.selection()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_fields_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let check = |text: &str, expect: &str| {
+            std::fs::write(&path, text).unwrap();
+            let err = TrainConfig::from_toml_file(&path).unwrap_err().to_string();
+            assert!(err.contains(expect), "expected '{expect}' in: {err}");
+        };
+        check("epohcs = 3", "epohcs");
+        check("rate = 1.5", "rate");
+        check("strategy = \"dissect\"", "strategy");
+        check("batch_size = 1", "batch_size");
+        check("model = \"huge\"", "model");
+        check("strategy = \"oracle-clipscore\"", "reference");
+        std::fs::write(&path, "strategy = \"dissect-momentum\"\nrate = 0.5\nepochs = 3\n").unwrap();
+        let config = TrainConfig::from_toml_file(&path).unwrap();
+        assert_eq!((config.strategy, config.rate, config.epochs), (Strategy::DissectMomentum, 0.5, 3));
+        let again: TrainConfig = toml::from_str(&config.to_toml().unwrap()).unwrap();
+        assert_eq!(again, config);
+    }
+}

@@ -1,0 +1,161 @@
+//! Held-out evaluation of a model: retrieval, zero-shot, CLIPScore of matched vs random pairs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use dissect_data::{DatasetManifest, PreprocessConfig, TextTokenizer, load_all};
+use dissect_eval::{
+    Features, RetrievalTargets, clip_score_matched_vs_random, default_threads, retrieval_metrics, zero_shot_accuracy,
+};
+use dissect_model::burn::tensor::{Device, Int, Tensor, TensorData};
+use dissect_model::{Clip, ClipConfig};
+
+use crate::error::{Result, TrainError};
+use crate::metrics::EvalReport;
+
+const ENCODE_BATCH: usize = 256;
+
+/// A held-out split loaded once and tokenized, ready to be encoded after every epoch.
+pub struct EvalSet {
+    images: Vec<f32>,
+    image_len: usize,
+    captions: Vec<String>,
+    tokens: Vec<u32>,
+    eot: Vec<usize>,
+    context_len: usize,
+    labels: Option<Vec<usize>>,
+    prompt_tokens: Option<(Vec<u32>, Vec<usize>, usize)>,
+}
+
+impl EvalSet {
+    pub fn load(
+        data_dir: &Path,
+        manifest: &DatasetManifest,
+        tokenizer: &Arc<TextTokenizer>,
+        model: &ClipConfig,
+        preprocess: &PreprocessConfig,
+        threads: usize,
+    ) -> Result<Self> {
+        let set = manifest.test_set(data_dir)?;
+        let (samples, _stats) = load_all(&set, preprocess, threads)?;
+        if samples.is_empty() {
+            return Err(TrainError::Config(format!("the test split of {} is empty", data_dir.display())));
+        }
+        let image_len = samples[0].image.len();
+        let images: Vec<f32> = samples.iter().flat_map(|s| s.image.iter().copied()).collect();
+        let captions: Vec<String> = samples.iter().map(|s| s.caption.clone()).collect();
+        let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
+        let encoded = tokenizer.encode_batch(&refs, model.context_length)?;
+        let labels: Option<Vec<usize>> =
+            samples.iter().map(|s| s.meta.class.map(|c| c as usize)).collect::<Option<Vec<_>>>();
+        let prompts = manifest.prompts();
+        let templates = manifest.templates.len();
+        let prompt_tokens = if labels.is_some() && !prompts.is_empty() && templates > 0 {
+            let flat: Vec<&str> = prompts.iter().flatten().map(String::as_str).collect();
+            let enc = tokenizer.encode_batch(&flat, model.context_length)?;
+            Some((enc.ids, enc.eot_positions, templates))
+        } else {
+            None
+        };
+        Ok(EvalSet {
+            images,
+            image_len,
+            captions,
+            tokens: encoded.ids,
+            eot: encoded.eot_positions,
+            context_len: model.context_length,
+            labels: labels.filter(|_| prompt_tokens.is_some()),
+            prompt_tokens,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.captions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.captions.is_empty()
+    }
+
+    /// Encode everything with `model` (an inference model: call `.valid()` first) and score it.
+    pub fn evaluate(&self, model: &Clip, config: &ClipConfig, device: &Device, seed: u64) -> Result<EvalReport> {
+        let n = self.len();
+        let side = config.image_size;
+        let mut image_features = Vec::new();
+        let mut text_features = Vec::new();
+        for start in (0..n).step_by(ENCODE_BATCH) {
+            let end = (start + ENCODE_BATCH).min(n);
+            let b = end - start;
+            let images = Tensor::<4>::from_data(
+                TensorData::new(
+                    self.images[start * self.image_len..end * self.image_len].to_vec(),
+                    [b, config.channels, side, side],
+                ),
+                device,
+            );
+            image_features.extend(to_host(model.encode_image(images))?);
+            text_features.extend(encode_text(model, &self.tokens, &self.eot, self.context_len, start, end, device)?);
+        }
+        let dim = config.embed_dim;
+        let img = Features::new("image features", &image_features, dim)?;
+        let txt = Features::new("text features", &text_features, dim)?;
+        let text_image: Vec<usize> = (0..n).collect();
+        let targets = RetrievalTargets::from_captions(n, &text_image, &self.captions)?;
+        let retrieval = retrieval_metrics(img, txt, &targets, default_threads())?;
+        let clipscore = clip_score_matched_vs_random(img, txt, seed)?;
+        let zero_shot = match (&self.labels, &self.prompt_tokens) {
+            (Some(labels), Some((tokens, eot, templates))) => {
+                let rows = eot.len();
+                let mut prompt_features = Vec::new();
+                for start in (0..rows).step_by(ENCODE_BATCH) {
+                    let end = (start + ENCODE_BATCH).min(rows);
+                    prompt_features.extend(encode_text(model, tokens, eot, self.context_len, start, end, device)?);
+                }
+                let prompts = Features::new("prompt features", &prompt_features, dim)?;
+                Some(zero_shot_accuracy(img, prompts, *templates, labels)?)
+            }
+            _ => None,
+        };
+        let (tr, ir) = (retrieval.image_to_text, retrieval.text_to_image);
+        Ok(EvalReport {
+            tr_r1: tr.r1,
+            tr_r5: tr.r5,
+            tr_r10: tr.r10,
+            tr_mean_rank: tr.mean_rank,
+            tr_median_rank: tr.median_rank,
+            ir_r1: ir.r1,
+            ir_r5: ir.r5,
+            ir_r10: ir.r10,
+            ir_mean_rank: ir.mean_rank,
+            ir_median_rank: ir.median_rank,
+            zero_shot_top1: zero_shot.as_ref().map(|z| z.top1),
+            zero_shot_top5: zero_shot.as_ref().and_then(|z| z.top5),
+            clipscore_matched: clipscore.matched,
+            clipscore_random: clipscore.random,
+            images: n,
+            texts: n,
+        })
+    }
+}
+
+fn encode_text(
+    model: &Clip,
+    tokens: &[u32],
+    eot: &[usize],
+    context_len: usize,
+    start: usize,
+    end: usize,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    let b = end - start;
+    let ids: Vec<i64> = tokens[start * context_len..end * context_len].iter().map(|&t| i64::from(t)).collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, context_len]), device);
+    let eot: Vec<i64> = eot[start..end].iter().map(|&p| p as i64).collect();
+    let eot = Tensor::<1, Int>::from_data(TensorData::new(eot, [b]), device);
+    to_host(model.encode_text(tokens, eot))
+}
+
+fn to_host(t: Tensor<2>) -> Result<Vec<f32>> {
+    t.try_into_vec_as::<f32>()
+        .map_err(|e| TrainError::Model(dissect_model::ModelError::Data(format!("reading features: {e:?}"))))
+}
