@@ -185,6 +185,11 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
     let train_device = device.clone().autodiff();
     let mut model = Clip::new(&model_config, config.seed, &train_device)?;
     let settings = AdamWSettings { weight_decay: config.weight_decay as f32, ..AdamWSettings::default() };
+    // The optimiser is built from the model's parameter ids, so the checkpoint's model is
+    // loaded before it.
+    if let Some(dir) = &checkpoint {
+        model = model_from_bytes(model, &read_file(dir, MODEL_FILE)?)?;
+    }
     let mut optim = ClipOptimizer::new(&model, settings);
     let selection_config = config.selection()?;
 
@@ -196,7 +201,6 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
     let (mut selector, mut state) = match &checkpoint {
         Some(dir) => {
             let state = read_trainer_state(dir)?;
-            model = model_from_bytes(model, &read_file(dir, MODEL_FILE)?)?;
             optim.load_bytes(&read_file(dir, OPTIMIZER_FILE)?)?;
             let scores = ScoreState::load(dir.join(SELECTION_FILE))?;
             if scores.len() != dataset_len {
@@ -351,6 +355,7 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
             let t_training = Instant::now();
             let rows =
                 if selection.positions.len() == host.len() { host } else { host.select_rows(&selection.positions)? };
+            let trained_rows = rows.len();
             let lr = cosine_lr(config.lr, config.warmup_steps, total_steps, state.step);
             let clip = (config.max_grad_norm > 0.0).then_some(config.max_grad_norm);
             let (next_model, stats) = match train_step(model, &mut optim, &rows, lr, clip) {
@@ -393,7 +398,7 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
             let line = json!({
                 "type": "step", "epoch": epoch, "step": state.step, "loss": stats.loss, "lr": lr,
                 "logit_scale": logit_scale, "grad_norm": stats.grad_norm, "batch": batch.len(),
-                "selected": selection.positions.len(), "drew_at_random": selection.drew_at_random,
+                "selected": selection.positions.len(), "trained_rows": trained_rows, "drew_at_random": selection.drew_at_random,
                 "time": {"data": time_data, "scoring": time_scoring, "selection": time_selection, "training": time_training},
             });
             writeln!(log, "{line}").map_err(|e| TrainError::io(&log_path, e))?;
