@@ -243,13 +243,13 @@ pub fn demo_plan(quick: bool) -> DemoPlan {
         }
     } else {
         DemoPlan {
-            train_size: 8192,
+            train_size: 4096,
             test_size: 1000,
-            epochs: 8,
+            epochs: 6,
             warmup_epochs: 2,
             batch_size: 256,
             model: "micro",
-            lr: 2e-3,
+            lr: 5e-3,
         }
     }
 }

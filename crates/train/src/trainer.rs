@@ -212,7 +212,7 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
             (Selector::new(selection_config, scores)?, state)
         }
         None => {
-            let rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0xd155_ec7);
+            let rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x0d15_5ec7);
             let (rng_seed, rng_stream, rng_word_pos) = rng_state(&rng);
             let state = TrainerState {
                 format_version: trainer_format_version(),
@@ -313,6 +313,8 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
         ProgressBar::hidden()
     };
 
+    // Epoch lines go through the bar (so they do not tear it) or, without one, to stderr.
+    let say = |line: String| if progress.is_hidden() { eprintln!("{line}") } else { progress.println(line) };
     let needs = config.strategy.needs();
     let score_current = needs.clip_scores || needs.losses || config.track_scores;
     let mut stopped_early = false;
@@ -439,13 +441,13 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
         }});
         writeln!(log, "{line}").map_err(|e| TrainError::io(&log_path, e))?;
         if skipped > 0 {
-            progress.println(format!(
+            say(format!(
                 "epoch {epoch}: skipped {skipped} samples ({} corrupt images, {} empty captions, {} truncated members)",
                 load_stats.skipped_corrupt_image, load_stats.skipped_empty_caption, load_stats.skipped_truncated
             ));
         }
         if let Some(eval) = &summary.eval {
-            progress.println(format!(
+            say(format!(
                 "{} epoch {epoch}: loss {:.3}, test R@1 TR {:.1} IR {:.1}{}{}",
                 config.strategy,
                 summary.mean_loss,
