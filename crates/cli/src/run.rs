@@ -283,15 +283,8 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         seed: args.seed,
         ..TrainConfig::default()
     };
-    let strategies = [
-        Strategy::Full,
-        Strategy::Random,
-        Strategy::SmallLoss,
-        Strategy::BigLoss,
-        Strategy::Clipscore,
-        Strategy::DissectWarmup,
-        Strategy::DissectMomentum,
-    ];
+    // Every strategy but the oracles, which need a reference model.
+    let strategies: Vec<Strategy> = Strategy::ALL.into_iter().filter(|s| !s.is_oracle()).collect();
     eprintln!(
         "training the {} CLIP for {} epochs with {} strategies at r = 0.3 (batch {})",
         plan.model,
