@@ -75,7 +75,7 @@ impl Attention {
         let h = self.heads;
         let dk = d / h;
         // [b, l, 3d] -> [3, b, h, l, dk]
-        let qkv = self.qkv.forward(x).reshape([b, l, 3, h, dk]).permute([2, 0, 3, 1, 4]);
+        let qkv = linear_rows(&self.qkv, x).reshape([b, l, 3, h, dk]).permute([2, 0, 3, 1, 4]);
         let q: Tensor<4> = qkv.clone().narrow(0, 0, 1).squeeze_dim(0);
         let k: Tensor<4> = qkv.clone().narrow(0, 1, 1).squeeze_dim(0);
         let v: Tensor<4> = qkv.narrow(0, 2, 1).squeeze_dim(0);
@@ -84,8 +84,17 @@ impl Attention {
         // `generate_autoregressive_mask` without materialising it.
         let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
         let ctx = attention(q, k, v, None, None, options);
-        self.out.forward(ctx.swap_dims(1, 2).reshape([b, l, d]))
+        linear_rows(&self.out, ctx.swap_dims(1, 2).reshape([b, l, d]))
     }
+}
+
+/// A linear layer over the rows of `[b, l, d]` as one 2-D GEMM: `flex` runs a broadcast
+/// batched matmul for 3-D inputs, which is much slower than one large matrix product.
+fn linear_rows(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, l, d] = x.dims();
+    let y = layer.forward(x.reshape([b * l, d]));
+    let out = y.dims()[1];
+    y.reshape([b, l, out])
 }
 
 /// Pre-LayerNorm transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))` with GELU.
@@ -120,8 +129,8 @@ impl Block {
 
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(self.ln_1.forward(x), causal);
-        let h = gelu(self.mlp_fc.forward(self.ln_2.forward(x.clone())));
-        x + self.mlp_proj.forward(h)
+        let h = gelu(linear_rows(&self.mlp_fc, self.ln_2.forward(x.clone())));
+        x + linear_rows(&self.mlp_proj, h)
     }
 }
 
@@ -166,7 +175,7 @@ impl VisionTower {
         let (gh, gw) = (h / p, w / p);
         let x: Tensor<3> =
             images.reshape([b, c, gh, p, gw, p]).permute([0, 2, 4, 1, 3, 5]).reshape([b, gh * gw, c * p * p]);
-        let x = self.patch_embed.forward(x);
+        let x = linear_rows(&self.patch_embed, x);
         let width = x.dims()[2];
         let cls = self.class_embedding.val().reshape([1, 1, width]).expand([b, 1, width]);
         let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim(0);
