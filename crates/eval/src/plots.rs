@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 use serde::{Deserialize, Serialize};
@@ -229,15 +230,14 @@ pub fn plot_score_trajectories(stem: &Path, t: &ScoreTrajectories, title: &str) 
     render_both!(stem, (900, 600), draw_trajectories(t, title))
 }
 
-fn draw_trajectories<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    t: &ScoreTrajectories,
+/// The frame shared by the full-page plots: title, margins, axes with their descriptions.
+fn page_chart<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
     title: &str,
-) -> std::result::Result<(), String> {
-    root.fill(&WHITE).pe()?;
-    let all = || t.clean.iter().chain(&t.noisy);
-    let (x0, x1) = padded(all().map(|s| s.epoch as f64));
-    let (y0, y1) = padded(all().flat_map(|s| [s.q25, s.q75, s.mean]));
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    (x_desc, y_desc): (&str, &str),
+) -> std::result::Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 26))
         .margin(16)
@@ -247,12 +247,25 @@ fn draw_trajectories<DB: DrawingBackend>(
         .pe()?;
     chart
         .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("CLIPScore")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 18))
         .draw()
         .pe()?;
+    Ok(chart)
+}
+
+fn draw_trajectories<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    t: &ScoreTrajectories,
+    title: &str,
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).pe()?;
+    let all = || t.clean.iter().chain(&t.noisy);
+    let (x0, x1) = padded(all().map(|s| s.epoch as f64));
+    let (y0, y1) = padded(all().flat_map(|s| [s.q25, s.q75, s.mean]));
+    let mut chart = page_chart(root, title, (x0, x1), (y0, y1), ("epoch", "CLIPScore"))?;
     for (series, color, label) in [(&t.clean, CLEAN, "clean"), (&t.noisy, NOISY, "noisy")] {
         if series.is_empty() {
             continue;
@@ -410,21 +423,7 @@ fn draw_lines<DB: DrawingBackend>(
     let (lo, hi) = padded(pts().map(|p| p.1 * y_scale).chain(reference.map(|r| r * y_scale)));
     let y0 = lo.min(0.0);
     let y1 = hi + 0.3 * (hi - y0);
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 26))
-        .margin(16)
-        .x_label_area_size(46)
-        .y_label_area_size(64)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .pe()?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .label_style(("sans-serif", 16))
-        .axis_desc_style(("sans-serif", 18))
-        .draw()
-        .pe()?;
+    let mut chart = page_chart(root, title, (x0, x1), (y0, y1), (x_desc, y_desc))?;
     for (i, c) in curves.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let scaled: Vec<(f64, f64)> = c.points.iter().map(|p| (p.0, p.1 * y_scale)).collect();
