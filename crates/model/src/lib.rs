@@ -3,6 +3,7 @@
 //! that the trainer composes.
 
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod loss;
 pub mod model;
@@ -10,6 +11,7 @@ pub mod train;
 
 pub use burn;
 pub use config::{ClipConfig, PRESETS};
+pub use device::device_from_name;
 pub use error::ModelError;
 pub use loss::{clip_loss, clip_scores, logits, neg_clip_loss, per_sample_loss, scalar_f32, to_vec_f32};
 pub use model::{Clip, ClipOutput, initial_logit_scale, l2_normalize};

@@ -10,6 +10,8 @@ pub enum SelectError {
     InvalidMomentum(f64),
     #[error("unknown strategy '{0}' (expected one of: {list})", list = crate::Strategy::NAMES.join(", "))]
     UnknownStrategy(String),
+    #[error("unknown warm-up rows '{0}' (expected random or all)")]
+    UnknownWarmupRows(String),
     #[error("the batch is empty")]
     EmptyBatch,
     #[error("dataset index {index} at batch position {position} is out of range: the score state holds {len} samples")]

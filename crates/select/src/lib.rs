@@ -16,4 +16,4 @@ pub use error::SelectError;
 pub use records::{RecordFormat, RecordWriter, VisitRecord, read_records};
 pub use selector::{BatchScores, Selection, Selector, top_k};
 pub use state::{ScoreState, Slot, flags};
-pub use strategy::{ScoreNeeds, SelectionConfig, Strategy};
+pub use strategy::{ScoreNeeds, SelectionConfig, Strategy, WarmupRows};

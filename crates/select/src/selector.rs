@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use rand::Rng;
 
 use crate::state::flags;
-use crate::{ScoreState, SelectError, SelectionConfig, Strategy, VisitRecord};
+use crate::{ScoreState, SelectError, SelectionConfig, Strategy, VisitRecord, WarmupRows};
 
 /// What the trainer knows about one batch. Slices are indexed by batch position.
 #[derive(Debug, Clone, Copy, Default)]
@@ -163,7 +163,12 @@ impl Selector {
             }
         };
 
+        // `warmup_rows = all`: both DISSect variants train on every row until epoch W (their
+        // scores and history still update above); momentum ranks nothing before then.
+        let train_all = dissect && self.config.warmup_rows == WarmupRows::All && epoch < self.config.warmup_epochs;
+        let keys = if train_all { None } else { keys };
         let positions = match (&keys, strategy) {
+            _ if train_all => (0..b).collect(),
             (_, Strategy::Full) => (0..b).collect(),
             (Some(keys), _) => top_k(keys, k),
             (None, _) => {
@@ -194,7 +199,7 @@ impl Selector {
                 selected: selected[j],
             });
         }
-        let drew_at_random = keys.is_none() && strategy != Strategy::Full;
+        let drew_at_random = keys.is_none() && strategy != Strategy::Full && !train_all;
         Ok(Selection { positions, records, drew_at_random })
     }
 }
@@ -336,6 +341,41 @@ mod tests {
         assert_eq!(gaps, vec![-10.0, 20.0, 0.0, -10.0]);
         // After warm-up the stored score is frozen.
         assert_eq!(sel.state().get(0).unwrap().warm, 50.0);
+    }
+
+    #[test]
+    fn warmup_rows_all_trains_every_row_until_w_for_both_variants() {
+        let idx = [0, 1, 2, 3];
+        for strategy in [Strategy::DissectWarmup, Strategy::DissectMomentum] {
+            let config = SelectionConfig::new(strategy, 0.5)
+                .unwrap()
+                .with_warmup_epochs(1)
+                .with_warmup_rows(WarmupRows::All)
+                .with_momentum(0.5)
+                .unwrap();
+            let mut sel = Selector::with_dataset_len(config, 4).unwrap();
+            // Epoch 0 < W: every row, no ranking, and the scores still recorded.
+            let s = sel.select(&scores(&idx, &[10.0, 20.0, 30.0, 40.0]), 0, 0, &mut rng()).unwrap();
+            assert_eq!(s.positions, vec![0, 1, 2, 3], "{strategy:?}");
+            assert!(!s.drew_at_random && s.records.iter().all(|r| r.selected && r.rank_key.is_nan()));
+            // A second warm-up visit: momentum's history keeps updating (10 → ½·10 + ½·30 = 20).
+            let s = sel.select(&scores(&idx, &[30.0, 20.0, 30.0, 40.0]), 0, 1, &mut rng()).unwrap();
+            assert_eq!(s.positions.len(), 4);
+            if strategy == Strategy::DissectMomentum {
+                assert_eq!(sel.state().get(0).unwrap().hist(), Some(20.0));
+            }
+            // Epoch 1 = W: k rows by the gap, as with random warm-up.
+            let s = sel.select(&scores(&idx, &[10.0, 20.0, 30.0, 40.0]), 1, 2, &mut rng()).unwrap();
+            assert_eq!(s.positions.len(), 2);
+            assert!(!s.drew_at_random);
+            // warm-up: warm = [30,20,30,40] centred [0,−10,0,10]; curr centred [−15,−5,5,15];
+            //   gap = (15, −5, −5, −5) → position 0, then the tie goes to position 1.
+            // momentum: hist = [20,20,30,40], gap = hist − curr = (10, 0, 0, 0) → positions 0, 1.
+            assert_eq!(s.positions, vec![0, 1], "{strategy:?}");
+        }
+        assert_eq!("ALL".parse::<WarmupRows>().unwrap(), WarmupRows::All);
+        let err = "some".parse::<WarmupRows>().unwrap_err().to_string();
+        assert!(err.contains("'some'") && err.contains("random or all"), "{err}");
     }
 
     #[test]

@@ -121,6 +121,45 @@ pub struct SelectionConfig {
     /// `β` for `dissect-momentum`.
     #[serde(default = "default_momentum")]
     pub momentum: f64,
+    /// What the DISSect variants train on during epochs `0..W` (see [`WarmupRows`]).
+    #[serde(default)]
+    pub warmup_rows: WarmupRows,
+}
+
+/// Rows the two DISSect variants train on during their first `W` epochs.
+///
+/// The gap signal only separates clean from noisy pairs once the model has learned the clean
+/// pairs (their scores plateau while memorised noisy pairs keep rising). `Random` (DESIGN.md's
+/// rule, the default) spends the warm-up at the selection rate; `All` trains on every row
+/// during warm-up, buying that learned state at full-step cost. With `All`, dissect-momentum
+/// also waits for epoch `W` before selecting, its history updating meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarmupRows {
+    #[default]
+    Random,
+    All,
+}
+
+impl WarmupRows {
+    pub fn name(self) -> &'static str {
+        match self {
+            WarmupRows::Random => "random",
+            WarmupRows::All => "all",
+        }
+    }
+}
+
+impl std::str::FromStr for WarmupRows {
+    type Err = SelectError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "random" => Ok(WarmupRows::Random),
+            "all" => Ok(WarmupRows::All),
+            _ => Err(SelectError::UnknownWarmupRows(s.to_string())),
+        }
+    }
 }
 
 fn default_rate() -> f64 {
@@ -135,14 +174,24 @@ fn default_momentum() -> f64 {
 
 impl SelectionConfig {
     pub fn new(strategy: Strategy, rate: f64) -> Result<Self, SelectError> {
-        let config =
-            SelectionConfig { strategy, rate, warmup_epochs: default_warmup_epochs(), momentum: default_momentum() };
+        let config = SelectionConfig {
+            strategy,
+            rate,
+            warmup_epochs: default_warmup_epochs(),
+            momentum: default_momentum(),
+            warmup_rows: WarmupRows::Random,
+        };
         config.validate()?;
         Ok(config)
     }
 
     pub fn with_warmup_epochs(mut self, epochs: u32) -> Self {
         self.warmup_epochs = epochs;
+        self
+    }
+
+    pub fn with_warmup_rows(mut self, rows: WarmupRows) -> Self {
+        self.warmup_rows = rows;
         self
     }
 

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dissect_select::{SelectionConfig, Strategy};
+use dissect_select::{SelectionConfig, Strategy, WarmupRows};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -32,7 +32,11 @@ pub struct TrainConfig {
     pub warmup_epochs: u32,
     /// β for dissect-momentum.
     pub momentum: f64,
+    /// What the DISSect variants train on in epochs 0..W: "random" (k rows) or "all".
+    pub warmup_rows: WarmupRows,
     pub seed: u64,
+    /// Compute device: "cpu" (Burn flex), or "cuda" / "cuda:N" in a build with `--features cuda`.
+    pub device: String,
     /// Decode threads of the loader.
     pub loader_threads: usize,
     /// Write a checkpoint every this many steps (0: only at epoch ends).
@@ -71,7 +75,9 @@ impl Default for TrainConfig {
             rate: 0.3,
             warmup_epochs: 2,
             momentum: 0.9,
+            warmup_rows: WarmupRows::Random,
             seed: 0,
+            device: "cpu".into(),
             loader_threads: 2,
             checkpoint_every: 0,
             keep_checkpoints: 2,
@@ -104,6 +110,7 @@ impl TrainConfig {
         let config = SelectionConfig::new(self.strategy, self.rate)
             .map_err(|e| TrainError::Config(format!("rate: {e}")))?
             .with_warmup_epochs(self.warmup_epochs)
+            .with_warmup_rows(self.warmup_rows)
             .with_momentum(self.momentum)
             .map_err(|e| TrainError::Config(format!("momentum: {e}")))?;
         Ok(config)
@@ -113,6 +120,9 @@ impl TrainConfig {
         let bad = |field: &str, why: String| Err(TrainError::Config(format!("{field}: {why}")));
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1".into());
+        }
+        if let Err(e) = dissect_model::device_from_name(&self.device) {
+            return Err(TrainError::Config(e.to_string()));
         }
         if self.batch_size < 2 {
             return bad("batch_size", format!("a contrastive batch needs at least 2 rows, got {}", self.batch_size));
@@ -163,9 +173,13 @@ mod tests {
         check("batch_size = 1", "batch_size");
         check("model = \"huge\"", "model");
         check("strategy = \"oracle-clipscore\"", "reference");
-        std::fs::write(&path, "strategy = \"dissect-momentum\"\nrate = 0.5\nepochs = 3\n").unwrap();
+        check("device = \"tpu\"", "device");
+        check("warmup_rows = \"some\"", "warmup_rows");
+        std::fs::write(&path, "strategy = \"dissect-momentum\"\nrate = 0.5\nepochs = 3\nwarmup_rows = \"all\"\n")
+            .unwrap();
         let config = TrainConfig::from_toml_file(&path).unwrap();
         assert_eq!((config.strategy, config.rate, config.epochs), (Strategy::DissectMomentum, 0.5, 3));
+        assert_eq!(config.selection().unwrap().warmup_rows, WarmupRows::All);
         let again: TrainConfig = toml::from_str(&config.to_toml().unwrap()).unwrap();
         assert_eq!(again, config);
     }

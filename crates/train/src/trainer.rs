@@ -11,8 +11,8 @@ use dissect_data::{DatasetManifest, Loader, LoaderConfig, PreprocessConfig, Text
 use dissect_model::burn::module::Module;
 use dissect_model::burn::tensor::Device;
 use dissect_model::{
-    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, ModelError, model_from_bytes, model_to_bytes,
-    score_batch, train_step,
+    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, ModelError, device_from_name, model_from_bytes,
+    model_to_bytes, score_batch, train_step,
 };
 use dissect_select::{BatchScores, RecordWriter, ScoreState, Selector, Strategy};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -38,7 +38,10 @@ pub const SUMMARY_FILE: &str = "summary.json";
 
 /// Fields that may differ between a run and its resumption (they do not change what has
 /// been computed so far).
-const RESUMABLE_CHANGES: [&str; 5] = ["epochs", "max_steps", "progress", "checkpoint_every", "keep_checkpoints"];
+/// Settings a resumed run may change. The loader gives the same batches for any thread count;
+/// a different device continues the run but gives up bit-equality with an unbroken one.
+const RESUMABLE_CHANGES: [&str; 7] =
+    ["epochs", "max_steps", "progress", "checkpoint_every", "keep_checkpoints", "loader_threads", "device"];
 
 /// What a finished (or deliberately stopped) run reports.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -181,7 +184,7 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
     model_config.validate().map_err(|e| TrainError::Config(format!("model for this dataset: {e}")))?;
     write_atomic(&run.join(MODEL_CONFIG_FILE), model_config.to_toml_string()?.as_bytes())?;
 
-    let device = Device::flex();
+    let device = device_from_name(&config.device).map_err(|e| TrainError::Config(e.to_string()))?;
     let train_device = device.clone().autodiff();
     let mut model = Clip::new(&model_config, config.seed, &train_device)?;
     let settings = AdamWSettings { weight_decay: config.weight_decay as f32, ..AdamWSettings::default() };
@@ -266,8 +269,8 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
         )));
     }
     let total_steps = steps_per_epoch * u64::from(config.epochs);
-    let eval_set =
-        EvalSet::load(&config.data, &manifest, &tokenizer, &model_config, &preprocess, config.loader_threads)?;
+    // Loaded on first use: a finished run re-opened only to report (`compare`) never pays for it.
+    let mut eval_set: Option<EvalSet> = None;
 
     let checkpoint_now = |model: &Clip,
                           optim: &ClipOptimizer,
@@ -431,8 +434,19 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
         let mut summary = EpochSummary::from_accumulator(epoch, &state.epoch_accumulator, state.train_time_s, skipped);
         let last_epoch = epoch + 1 == config.epochs;
         if last_epoch || (config.eval_every > 0 && (epoch + 1).is_multiple_of(config.eval_every)) {
-            progress.set_message(format!("epoch {epoch}: evaluating on {} held-out pairs", eval_set.len()));
-            summary.eval = Some(eval_set.evaluate(&model.valid(), &model_config, &device, config.seed)?);
+            let set = match &mut eval_set {
+                Some(set) => set,
+                slot @ None => slot.insert(EvalSet::load(
+                    &config.data,
+                    &manifest,
+                    &tokenizer,
+                    &model_config,
+                    &preprocess,
+                    config.loader_threads,
+                )?),
+            };
+            progress.set_message(format!("epoch {epoch}: evaluating on {} held-out pairs", set.len()));
+            summary.eval = Some(set.evaluate(&model.valid(), &model_config, &device, config.seed)?);
         }
         let line = json!({"type": "epoch", "summary": &summary, "skipped": {
             "corrupt_image": load_stats.skipped_corrupt_image,
