@@ -57,6 +57,10 @@ pub struct TrainOptions {
     /// Compute device: cpu, or cuda / cuda:N in a build with `--features cuda`.
     #[arg(long)]
     device: Option<String>,
+    /// Keep the per-sample score state in a memory-mapped file in the run folder (for
+    /// datasets too large for RAM at 24 bytes a sample).
+    #[arg(long)]
+    mapped_scores: bool,
     /// Hide the progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -94,6 +98,9 @@ impl TrainOptions {
         }
         if self.no_progress {
             c.progress = false;
+        }
+        if self.mapped_scores {
+            c.mapped_scores = true;
         }
         Ok(c)
     }

@@ -47,6 +47,9 @@ pub struct TrainConfig {
     pub eval_every: u32,
     /// Run folder or checkpoint folder of the frozen reference model (oracle strategies).
     pub reference: Option<PathBuf>,
+    /// Keep the per-sample score state (24 bytes a sample) in a memory-mapped file
+    /// `<out>/scores.mapped` instead of RAM, for datasets of hundreds of millions of pairs.
+    pub mapped_scores: bool,
     /// Run the scoring pass even for full/random, to record CLIPScore trajectories.
     pub track_scores: bool,
     /// Visit-record format: "dsv" (compact binary), "csv", or "none".
@@ -83,6 +86,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 2,
             eval_every: 1,
             reference: None,
+            mapped_scores: false,
             track_scores: false,
             records: "dsv".into(),
             vocab_size: 1024,

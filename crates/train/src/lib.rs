@@ -15,4 +15,4 @@ pub use config::TrainConfig;
 pub use error::{Result, TrainError};
 pub use evaluate::EvalSet;
 pub use metrics::{EpochSummary, EvalReport};
-pub use trainer::{RunOutcome, load_trained, train};
+pub use trainer::{MAPPED_SCORES_FILE, RunOutcome, load_trained, train};

@@ -35,13 +35,23 @@ pub const MODEL_CONFIG_FILE: &str = "model.toml";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const LOG_FILE: &str = "log.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
+pub const MAPPED_SCORES_FILE: &str = "scores.mapped";
 
 /// Fields that may differ between a run and its resumption (they do not change what has
 /// been computed so far).
-/// Settings a resumed run may change. The loader gives the same batches for any thread count;
-/// a different device continues the run but gives up bit-equality with an unbroken one.
-const RESUMABLE_CHANGES: [&str; 7] =
-    ["epochs", "max_steps", "progress", "checkpoint_every", "keep_checkpoints", "loader_threads", "device"];
+/// Settings a resumed run may change. The loader gives the same batches for any thread count,
+/// and the score state's storage does not change its values; a different device continues
+/// the run but gives up bit-equality with an unbroken one.
+const RESUMABLE_CHANGES: [&str; 8] = [
+    "epochs",
+    "max_steps",
+    "progress",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "loader_threads",
+    "device",
+    "mapped_scores",
+];
 
 /// What a finished (or deliberately stopped) run reports.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -201,11 +211,17 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
         _ => None,
     };
 
+    // The live state when `mapped_scores`; checkpoints still hold their own snapshot of it.
+    let mapped_path = run.join(MAPPED_SCORES_FILE);
     let (mut selector, mut state) = match &checkpoint {
         Some(dir) => {
             let state = read_trainer_state(dir)?;
             optim.load_bytes(&read_file(dir, OPTIMIZER_FILE)?)?;
-            let scores = ScoreState::load(dir.join(SELECTION_FILE))?;
+            let scores = if config.mapped_scores {
+                ScoreState::load_mapped(dir.join(SELECTION_FILE), &mapped_path)?
+            } else {
+                ScoreState::load(dir.join(SELECTION_FILE))?
+            };
             if scores.len() != dataset_len {
                 return Err(TrainError::Checkpoint {
                     path: dir.clone(),
@@ -231,7 +247,12 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
                 epoch_accumulator: EpochAccumulator::default(),
                 history: Vec::new(),
             };
-            (Selector::with_dataset_len(selection_config, dataset_len)?, state)
+            let scores = if config.mapped_scores {
+                ScoreState::create_mapped(&mapped_path, dataset_len)?
+            } else {
+                ScoreState::new(dataset_len)?
+            };
+            (Selector::new(selection_config, scores)?, state)
         }
     };
     let mut rng = restore_rng(&state)?;
@@ -481,6 +502,11 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
         last_checkpoint = checkpoint_now(&model, &optim, &selector, &mut state, &rng, &mut log, &mut records)?;
     }
     progress.finish_and_clear();
+    // The newest checkpoint holds the state; the working file would only take disk space.
+    drop(selector);
+    if config.mapped_scores {
+        std::fs::remove_file(&mapped_path).map_err(|e| TrainError::io(&mapped_path, e))?;
+    }
 
     let outcome = RunOutcome {
         run_dir: run.clone(),

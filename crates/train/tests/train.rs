@@ -59,8 +59,15 @@ fn without_times(mut v: serde_json::Value) -> serde_json::Value {
 fn stopped_and_resumed_run_equals_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path());
+    // The uninterrupted run keeps its score state in a memory-mapped file, the stopped one in
+    // RAM, the resumed one maps it again: the storage must not change a single value.
     let straight_dir = dir.path().join("straight");
-    let straight = train(&config(&data, &straight_dir, Strategy::DissectMomentum), false).unwrap();
+    let mapped = |mut c: TrainConfig| {
+        c.mapped_scores = true;
+        c
+    };
+    let straight = train(&mapped(config(&data, &straight_dir, Strategy::DissectMomentum)), false).unwrap();
+    assert!(!straight_dir.join(dissect_train::MAPPED_SCORES_FILE).exists(), "working file removed at the end");
 
     let resumed_dir = dir.path().join("resumed");
     let mut first = config(&data, &resumed_dir, Strategy::DissectMomentum);
@@ -73,7 +80,7 @@ fn stopped_and_resumed_run_equals_uninterrupted_run() {
     changed.rate = 0.5;
     let err = train(&changed, true).unwrap_err().to_string();
     assert!(err.contains("rate"), "{err}");
-    let resumed = train(&config(&data, &resumed_dir, Strategy::DissectMomentum), true).unwrap();
+    let resumed = train(&mapped(config(&data, &resumed_dir, Strategy::DissectMomentum)), true).unwrap();
 
     assert_eq!(resumed.steps, straight.steps);
     let a = without_times(serde_json::to_value(&straight.epochs).unwrap());
