@@ -36,8 +36,8 @@ pub struct TrainOptions {
     /// Momentum β of dissect-momentum.
     #[arg(long)]
     momentum: Option<f64>,
-    /// What the DISSect variants train on during their W warm-up epochs: random (k rows, the
-    /// paper's compute) or all (every row, so the clean pairs are learned before selecting).
+    /// Rows trained on in epochs < W: random (the rule: dissect-warmup draws k rows, others
+    /// select from epoch 0) or all (every selecting strategy trains on every row until W).
     #[arg(long)]
     warmup_rows: Option<WarmupRows>,
     #[arg(long)]

@@ -163,9 +163,9 @@ impl Selector {
             }
         };
 
-        // `warmup_rows = all`: both DISSect variants train on every row until epoch W (their
-        // scores and history still update above); momentum ranks nothing before then.
-        let train_all = dissect && self.config.warmup_rows == WarmupRows::All && epoch < self.config.warmup_epochs;
+        // `warmup_rows = all`: every selecting strategy trains on every row until epoch W (the
+        // DISSect scores and history still update above), so all start from the same model.
+        let train_all = self.config.warmup_rows == WarmupRows::All && epoch < self.config.warmup_epochs;
         let keys = if train_all { None } else { keys };
         let positions = match (&keys, strategy) {
             _ if train_all => (0..b).collect(),
@@ -346,6 +346,13 @@ mod tests {
     #[test]
     fn warmup_rows_all_trains_every_row_until_w_for_both_variants() {
         let idx = [0, 1, 2, 3];
+        // Any selecting strategy trains on all rows before W, then selects k.
+        let config = SelectionConfig::new(Strategy::Random, 0.5).unwrap().with_warmup_rows(WarmupRows::All);
+        let mut sel = Selector::with_dataset_len(config.with_warmup_epochs(1), 4).unwrap();
+        let s = sel.select(&scores(&idx, &[1.0; 4]), 0, 0, &mut rng()).unwrap();
+        assert_eq!((s.positions.len(), s.drew_at_random), (4, false));
+        let s = sel.select(&scores(&idx, &[1.0; 4]), 1, 1, &mut rng()).unwrap();
+        assert_eq!((s.positions.len(), s.drew_at_random), (2, true));
         for strategy in [Strategy::DissectWarmup, Strategy::DissectMomentum] {
             let config = SelectionConfig::new(strategy, 0.5)
                 .unwrap()

@@ -121,18 +121,19 @@ pub struct SelectionConfig {
     /// `β` for `dissect-momentum`.
     #[serde(default = "default_momentum")]
     pub momentum: f64,
-    /// What the DISSect variants train on during epochs `0..W` (see [`WarmupRows`]).
+    /// What every selecting strategy trains on during epochs `0..W` (see [`WarmupRows`]).
     #[serde(default)]
     pub warmup_rows: WarmupRows,
 }
 
-/// Rows the two DISSect variants train on during their first `W` epochs.
+/// Rows trained on during the first `W` epochs.
 ///
-/// The gap signal only separates clean from noisy pairs once the model has learned the clean
+/// The DISSect gap only separates clean from noisy pairs once the model has learned the clean
 /// pairs (their scores plateau while memorised noisy pairs keep rising). `Random` (DESIGN.md's
-/// rule, the default) spends the warm-up at the selection rate; `All` trains on every row
-/// during warm-up, buying that learned state at full-step cost. With `All`, dissect-momentum
-/// also waits for epoch `W` before selecting, its history updating meanwhile.
+/// rule, the default) spends dissect-warmup's warm-up at the selection rate, and every other
+/// strategy selects from epoch 0. `All` makes every selecting strategy train on every row
+/// before epoch `W` (scores and DISSect state still update) and select from `W` on, so
+/// strategies can be compared from the same warmed-up model, at full-step cost during warm-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WarmupRows {

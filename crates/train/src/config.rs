@@ -32,7 +32,7 @@ pub struct TrainConfig {
     pub warmup_epochs: u32,
     /// β for dissect-momentum.
     pub momentum: f64,
-    /// What the DISSect variants train on in epochs 0..W: "random" (k rows) or "all".
+    /// Rows trained on in epochs 0..W: "random" (the rule) or "all" (every row, any strategy).
     pub warmup_rows: WarmupRows,
     pub seed: u64,
     /// Compute device: "cpu" (Burn flex), or "cuda" / "cuda:N" in a build with `--features cuda`.
