@@ -344,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn warmup_rows_all_trains_every_row_until_w_for_both_variants() {
+    fn warmup_rows_all_trains_every_row_until_w() {
         let idx = [0, 1, 2, 3];
         // Any selecting strategy trains on all rows before W, then selects k.
         let config = SelectionConfig::new(Strategy::Random, 0.5).unwrap().with_warmup_rows(WarmupRows::All);

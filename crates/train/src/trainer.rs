@@ -37,8 +37,6 @@ pub const LOG_FILE: &str = "log.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const MAPPED_SCORES_FILE: &str = "scores.mapped";
 
-/// Fields that may differ between a run and its resumption (they do not change what has
-/// been computed so far).
 /// Settings a resumed run may change. The loader gives the same batches for any thread count,
 /// and the score state's storage does not change its values; a different device continues
 /// the run but gives up bit-equality with an unbroken one.
