@@ -98,6 +98,15 @@ fn data_generate_train_and_clear_errors() {
     let out = dissect(&["train", "--data", "missing", "--out", "run3", "--no-progress"], dir.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("dissect data generate"), "{err}");
+
+    // A GPU asked of a CPU-only build, and a wrong option value, are named before any work.
+    let out = dissect(&["train", "--data", "ns", "--out", "run4", "--device", "cuda:1"], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("device") && err.contains("--features cuda"), "{err}");
+    assert!(!dir.path().join("run4").exists(), "nothing written for a refused config");
+    let out = dissect(&["train", "--data", "ns", "--out", "run5", "--warmup-rows", "most"], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--warmup-rows") && err.contains("random or all"), "{err}");
 }
 
 #[test]
