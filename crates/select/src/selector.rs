@@ -168,8 +168,7 @@ impl Selector {
         let train_all = self.config.warmup_rows == WarmupRows::All && epoch < self.config.warmup_epochs;
         let keys = if train_all { None } else { keys };
         let positions = match (&keys, strategy) {
-            _ if train_all => (0..b).collect(),
-            (_, Strategy::Full) => (0..b).collect(),
+            _ if train_all || strategy == Strategy::Full => (0..b).collect(),
             (Some(keys), _) => top_k(keys, k),
             (None, _) => {
                 let mut drawn = rand::seq::index::sample(rng, b, k).into_vec();

@@ -142,15 +142,6 @@ pub enum WarmupRows {
     All,
 }
 
-impl WarmupRows {
-    pub fn name(self) -> &'static str {
-        match self {
-            WarmupRows::Random => "random",
-            WarmupRows::All => "all",
-        }
-    }
-}
-
 impl std::str::FromStr for WarmupRows {
     type Err = SelectError;
 
