@@ -58,6 +58,10 @@ pub struct TrainOptions {
     /// Compute device: cpu, or cuda / cuda:N in a build with `--features cuda`.
     #[arg(long)]
     device: Option<String>,
+    /// Data-parallel ranks: one GPU each from --device (cuda:K, cuda:K+1, ...), each
+    /// selecting from its own slice of the batch; on cpu the ranks share the CPU.
+    #[arg(long)]
+    ranks: Option<usize>,
     /// Keep the per-sample score state in a memory-mapped file in the run folder (for
     /// datasets too large for RAM at 24 bytes a sample).
     #[arg(long)]
@@ -87,6 +91,7 @@ impl TrainOptions {
             momentum,
             warmup_rows,
             device,
+            ranks,
             seed,
             checkpoint_every,
             records

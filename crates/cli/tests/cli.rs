@@ -107,6 +107,10 @@ fn data_generate_train_and_clear_errors() {
     let out = dissect(&["train", "--data", "ns", "--out", "run5", "--warmup-rows", "most"], dir.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--warmup-rows") && err.contains("random or all"), "{err}");
+    let out = dissect(&["train", "--data", "ns", "--out", "run6", "--batch-size", "32", "--ranks", "3"], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("ranks: batch_size 32 does not split into 3"), "{err}");
+    assert!(!dir.path().join("run6").exists());
 }
 
 #[test]

@@ -6,7 +6,7 @@ use dissect_model::burn::tensor::{Device, Tensor};
 use dissect_model::{
     AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, clamp_logit_scale, clip_grad_norm, clip_loss,
     initial_logit_scale, logits, max_logit_scale, model_from_bytes, model_to_bytes, param_infos, per_sample_loss,
-    scalar_f32, score_batch, to_vec_f32, train_step,
+    scalar_f32, score_batch, score_batches, to_vec_f32, train_step, train_step_ranks,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -319,6 +319,60 @@ fn scoring_pass_and_row_selection() {
     let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
     let (_, stats) = train_step(model, &mut optim, &sub, 1e-3, Some(1.0)).unwrap();
     assert!(stats.loss.is_finite());
+}
+
+/// Two ranks on the CPU: the step equals one step on the mean of the two local contrastive
+/// losses (each rank's rows are its own negatives), and the scoring pass equals scoring each
+/// rank's rows alone.
+#[test]
+fn data_parallel_step_averages_the_ranks_gradients() {
+    let cfg = ClipConfig::micro();
+    let dev = train_device();
+    let ranks = [batch(&cfg, 6, 31, &cpu()), batch(&cfg, 6, 32, &cpu())];
+    let devices = [cpu(), cpu()];
+    let enc = |m: &Clip| {
+        let v = m.valid();
+        let b = ranks[0].to_device(&cpu());
+        let out = v.forward(b.images, b.tokens, b.eot);
+        (flat(out.image_features), flat(out.text_features))
+    };
+
+    let model = Clip::new(&cfg, 12, &dev).unwrap();
+    let scores = score_batches(&model, &ranks, &devices).unwrap();
+    for (rank, got) in ranks.iter().zip(&scores) {
+        assert_eq!(*got, score_batch(&model, rank).unwrap());
+    }
+    let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
+    let (parallel, stats) = train_step_ranks(model, &mut optim, &ranks, &devices, 1e-3, Some(0.5)).unwrap();
+
+    // The same update computed by hand on one model.
+    let model = Clip::new(&cfg, 12, &dev).unwrap();
+    let mut reference_optim = ClipOptimizer::new(&model, AdamWSettings::default());
+    let local_loss = |b: &ClipBatch| {
+        let b = b.to_device(&dev);
+        clip_loss(&model.forward(b.images, b.tokens, b.eot))
+    };
+    let loss = (local_loss(&ranks[0]) + local_loss(&ranks[1])).div_scalar(2.0);
+    let loss_value = scalar_f32(loss.clone()).unwrap();
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let norm = clip_grad_norm(reference_optim.params(), &mut grads, Some(0.5)).unwrap();
+    let reference = clamp_logit_scale(reference_optim.step(1e-3, model, grads)).unwrap();
+
+    assert!((stats.loss - loss_value).abs() < 1e-5, "{} vs {loss_value}", stats.loss);
+    assert!((stats.grad_norm - norm).abs() < 1e-4 * norm, "{} vs {norm}", stats.grad_norm);
+    let (a, b) = (enc(&parallel), enc(&reference));
+    let max_diff = a.0.iter().chain(&a.1).zip(b.0.iter().chain(&b.1)).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    assert!(max_diff < 1e-5, "features differ by {max_diff}");
+
+    // Thread timing does not change the result: a second run is bit-identical.
+    let again = Clip::new(&cfg, 12, &dev).unwrap();
+    let mut optim = ClipOptimizer::new(&again, AdamWSettings::default());
+    let (again, again_stats) = train_step_ranks(again, &mut optim, &ranks, &devices, 1e-3, Some(0.5)).unwrap();
+    assert_eq!(again_stats, stats);
+    assert!(enc(&again) == enc(&parallel), "a second data-parallel step differs");
+
+    let err = train_step_ranks(again, &mut optim, &ranks, &devices[..1], 1e-3, None).unwrap_err().to_string();
+    assert!(err.contains("2 rank batches for 1 rank devices"), "{err}");
 }
 
 #[test]

@@ -37,6 +37,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Compute device: "cpu" (Burn flex), or "cuda" / "cuda:N" in a build with `--features cuda`.
     pub device: String,
+    /// Data-parallel ranks: the batch is split into `ranks` equal local batches, each scored,
+    /// selected from and trained on by its own device (`cuda:K…` from `device`, or CPU threads
+    /// sharing the CPU), with the gradients averaged. 1 = no data parallelism.
+    pub ranks: usize,
     /// Decode threads of the loader.
     pub loader_threads: usize,
     /// Write a checkpoint every this many steps (0: only at epoch ends).
@@ -81,6 +85,7 @@ impl Default for TrainConfig {
             warmup_rows: WarmupRows::Random,
             seed: 0,
             device: "cpu".into(),
+            ranks: 1,
             loader_threads: 2,
             checkpoint_every: 0,
             keep_checkpoints: 2,
@@ -125,11 +130,30 @@ impl TrainConfig {
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1".into());
         }
-        if let Err(e) = dissect_model::device_from_name(&self.device) {
+        if let Err(e) = dissect_model::rank_devices(&self.device, self.ranks) {
             return Err(TrainError::Config(e.to_string()));
         }
         if self.batch_size < 2 {
             return bad("batch_size", format!("a contrastive batch needs at least 2 rows, got {}", self.batch_size));
+        }
+        if !self.batch_size.is_multiple_of(self.ranks) {
+            return bad(
+                "ranks",
+                format!("batch_size {} does not split into {} equal local batches", self.batch_size, self.ranks),
+            );
+        }
+        let local_batch = self.batch_size / self.ranks;
+        let kept = self.selection()?.keep_count(local_batch);
+        if kept < 2 {
+            let per_rank = if self.ranks > 1 {
+                format!(" (the local batch of each of {} ranks)", self.ranks)
+            } else {
+                String::new()
+            };
+            return bad(
+                "rate",
+                format!("keeps {kept} of {local_batch} rows{per_rank}; a contrastive loss needs at least 2 rows"),
+            );
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr", format!("must be a positive number, got {}", self.lr));
@@ -179,6 +203,12 @@ mod tests {
         check("strategy = \"oracle-clipscore\"", "reference");
         check("device = \"tpu\"", "device");
         check("warmup_rows = \"some\"", "warmup_rows");
+        check("ranks = 0", "ranks: must be at least 1");
+        check("ranks = 3", "ranks: batch_size 256 does not split into 3");
+        #[cfg(not(feature = "cuda"))]
+        check("ranks = 2\ndevice = \"cuda:7\"", "cuda:7");
+        check("rate = 0.005", "rate: keeps 1 of 256 rows");
+        check("batch_size = 16\nranks = 8", "rate: keeps 1 of 2 rows (the local batch of each of 8 ranks)");
         std::fs::write(&path, "strategy = \"dissect-momentum\"\nrate = 0.5\nepochs = 3\nwarmup_rows = \"all\"\n")
             .unwrap();
         let config = TrainConfig::from_toml_file(&path).unwrap();

@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,8 +12,8 @@ use dissect_data::{DatasetManifest, Loader, LoaderConfig, PreprocessConfig, Text
 use dissect_model::burn::module::Module;
 use dissect_model::burn::tensor::Device;
 use dissect_model::{
-    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, ModelError, device_from_name, model_from_bytes,
-    model_to_bytes, score_batch, train_step,
+    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, ModelError, model_from_bytes, model_to_bytes,
+    rank_devices, score_batches, train_step_ranks,
 };
 use dissect_select::{BatchScores, RecordWriter, ScoreState, Selector, Strategy};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -192,7 +193,9 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
     model_config.validate().map_err(|e| TrainError::Config(format!("model for this dataset: {e}")))?;
     write_atomic(&run.join(MODEL_CONFIG_FILE), model_config.to_toml_string()?.as_bytes())?;
 
-    let device = device_from_name(&config.device).map_err(|e| TrainError::Config(e.to_string()))?;
+    // Rank 0's device holds the model, the optimiser and evaluation.
+    let devices = rank_devices(&config.device, config.ranks).map_err(|e| TrainError::Config(e.to_string()))?;
+    let device = devices[0].clone();
     let train_device = device.clone().autodiff();
     let mut model = Clip::new(&model_config, config.seed, &train_device)?;
     let settings = AdamWSettings { weight_decay: config.weight_decay as f32, ..AdamWSettings::default() };
@@ -348,41 +351,82 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
             let Some(batch) = batches.next() else { break };
             let time_data = t_data.elapsed().as_secs_f64();
             let t_step = Instant::now();
-            let host = ClipBatch::from_host(
-                &model_config,
-                &batch.images,
-                &batch.tokens.ids,
-                &batch.tokens.eot_positions,
-                &device,
-            )?;
+            // Each rank scores, selects from and trains on its own contiguous slice of the batch.
+            let ranks = rank_slices(batch.len(), devices.len());
+            let rank_devices = &devices[..ranks.len()];
+            let hosts = ranks
+                .iter()
+                .zip(rank_devices)
+                .map(|(rows, rank_device)| {
+                    let per_image = batch.images.len() / batch.len();
+                    let context = batch.tokens.context_len;
+                    ClipBatch::from_host(
+                        &model_config,
+                        &batch.images[rows.start * per_image..rows.end * per_image],
+                        &batch.tokens.ids[rows.start * context..rows.end * context],
+                        &batch.tokens.eot_positions[rows.clone()],
+                        rank_device,
+                    )
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
 
             let t_scoring = Instant::now();
-            let current = if score_current { Some(score_batch(&model.valid(), &host)?) } else { None };
+            let current = if score_current { Some(score_batches(&model.valid(), &hosts, rank_devices)?) } else { None };
             let reference_scores = match &reference {
-                Some((ref_model, ref_config, ref_tokenizer)) => {
-                    Some(reference_scores(config.strategy, ref_model, ref_config, ref_tokenizer, &batch, &device)?)
-                }
+                Some((ref_model, ref_config, ref_tokenizer)) => Some(
+                    ranks
+                        .iter()
+                        .map(|rows| {
+                            reference_scores(
+                                config.strategy,
+                                ref_model,
+                                ref_config,
+                                ref_tokenizer,
+                                &batch,
+                                rows,
+                                &device,
+                            )
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                ),
                 None => None,
             };
             let time_scoring = t_scoring.elapsed().as_secs_f64();
 
             let t_selection = Instant::now();
-            let input = BatchScores {
-                indices: &batch.indices,
-                clip_scores: current.as_ref().map(|s| s.clip_scores.as_slice()),
-                losses: current.as_ref().map(|s| s.per_sample_loss.as_slice()),
-                reference_scores: reference_scores.as_deref(),
-            };
-            let selection = selector.select(&input, epoch, state.step, &mut rng)?;
+            // Ranks select in rank order from one selector, so the state updates and the RNG
+            // draws are the same however the ranks' threads were timed.
+            let mut selections = Vec::with_capacity(ranks.len());
+            for (rank, rows) in ranks.iter().enumerate() {
+                let scores = current.as_ref().map(|c| &c[rank]);
+                let input = BatchScores {
+                    indices: &batch.indices[rows.clone()],
+                    clip_scores: scores.map(|s| s.clip_scores.as_slice()),
+                    losses: scores.map(|s| s.per_sample_loss.as_slice()),
+                    reference_scores: reference_scores.as_ref().map(|r| r[rank].as_slice()),
+                };
+                selections.push(selector.select(&input, epoch, state.step, &mut rng)?);
+            }
+            let selected: usize = selections.iter().map(|s| s.positions.len()).sum();
+            let drew_at_random = selections.iter().any(|s| s.drew_at_random);
             let time_selection = t_selection.elapsed().as_secs_f64();
 
             let t_training = Instant::now();
-            let rows =
-                if selection.positions.len() == host.len() { host } else { host.select_rows(&selection.positions)? };
-            let trained_rows = rows.len();
+            let rows = hosts
+                .into_iter()
+                .zip(&selections)
+                .map(|(host, selection)| {
+                    if selection.positions.len() == host.len() {
+                        Ok(host)
+                    } else {
+                        host.select_rows(&selection.positions)
+                    }
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let trained_rows: usize = rows.iter().map(ClipBatch::len).sum();
             let lr = cosine_lr(config.lr, config.warmup_steps, total_steps, state.step);
             let clip = (config.max_grad_norm > 0.0).then_some(config.max_grad_norm);
-            let (next_model, stats) = match train_step(model, &mut optim, &rows, lr, clip) {
+            let (next_model, stats) = match train_step_ranks(model, &mut optim, &rows, rank_devices, lr, clip) {
                 Ok(ok) => ok,
                 Err(ModelError::NonFinite { what, value }) => {
                     progress.abandon();
@@ -405,24 +449,27 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
             let acc = &mut state.epoch_accumulator;
             acc.steps += 1;
             acc.samples_seen += batch.len() as u64;
-            acc.samples_trained += selection.positions.len() as u64;
+            acc.samples_trained += selected as u64;
             acc.loss_sum += f64::from(stats.loss);
             acc.time_data_s += time_data;
             acc.time_scoring_s += time_scoring;
             acc.time_selection_s += time_selection;
             acc.time_training_s += time_training;
-            for (record, noisy) in selection.records.iter().zip(&batch.noisy) {
+            let visits = selections.iter().flat_map(|s| &s.records);
+            for (record, noisy) in visits.zip(&batch.noisy) {
                 acc.add_visit(*noisy, record.selected, record.rank_key, record.curr);
             }
             if let Some(writer) = records.as_mut() {
-                writer.write(&selection.records)?;
+                for selection in &selections {
+                    writer.write(&selection.records)?;
+                }
             }
             state.train_time_s += step_time;
             let logit_scale = model.logit_scale_value();
             let line = json!({
                 "type": "step", "epoch": epoch, "step": state.step, "loss": stats.loss, "lr": lr,
                 "logit_scale": logit_scale, "grad_norm": stats.grad_norm, "batch": batch.len(),
-                "selected": selection.positions.len(), "trained_rows": trained_rows, "drew_at_random": selection.drew_at_random,
+                "selected": selected, "trained_rows": trained_rows, "drew_at_random": drew_at_random,
                 "time": {"data": time_data, "scoring": time_scoring, "selection": time_selection, "training": time_training},
             });
             writeln!(log, "{line}").map_err(|e| TrainError::io(&log_path, e))?;
@@ -432,7 +479,7 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
             progress.set_message(format!(
                 "epoch {epoch} loss {:.3} kept {}/{} {:.0} samples/s",
                 stats.loss,
-                selection.positions.len(),
+                selected,
                 batch.len(),
                 batch.len() as f64 / step_time.max(1e-9)
             ));
@@ -521,23 +568,58 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
     Ok(outcome)
 }
 
-/// Scores of the frozen reference model for the oracle strategies, tokenized with the
-/// reference run's own tokenizer.
+/// Scores of the frozen reference model for the oracle strategies on the batch rows `rows`
+/// (one rank's local batch: negCLIPLoss contrasts against that rank's rows), tokenized with
+/// the reference run's own tokenizer.
 fn reference_scores(
     strategy: Strategy,
     model: &Clip,
     config: &ClipConfig,
     tokenizer: &TextTokenizer,
     batch: &dissect_data::Batch,
+    rows: &Range<usize>,
     device: &Device,
 ) -> Result<Vec<f32>> {
-    let captions: Vec<&str> = batch.captions.iter().map(String::as_str).collect();
+    let captions: Vec<&str> = batch.captions[rows.clone()].iter().map(String::as_str).collect();
     let tokens = tokenizer.encode_batch(&captions, config.context_length)?;
-    let host = ClipBatch::from_host(config, &batch.images, &tokens.ids, &tokens.eot_positions, device)?;
+    let per_image = batch.images.len() / batch.len();
+    let images = &batch.images[rows.start * per_image..rows.end * per_image];
+    let host = ClipBatch::from_host(config, images, &tokens.ids, &tokens.eot_positions, device)?;
     let out = model.forward(host.images, host.tokens, host.eot);
     let scores = match strategy {
         Strategy::OracleCliploss => dissect_model::neg_clip_loss(&out),
         _ => dissect_model::clip_scores(&out.image_features, &out.text_features),
     };
     Ok(dissect_model::to_vec_f32(scores)?)
+}
+
+/// The contiguous row ranges of the ranks' local batches: equal for a full batch (the config
+/// checks `batch_size % ranks`); a batch left short by skipped samples gives the first ranks
+/// one row more, and one with fewer rows than ranks leaves the last ranks idle this step.
+fn rank_slices(len: usize, ranks: usize) -> Vec<Range<usize>> {
+    let parts = ranks.min(len).max(1);
+    let (base, extra) = (len / parts, len % parts);
+    let mut start = 0;
+    (0..parts)
+        .map(|r| {
+            let end = start + base + usize::from(r < extra);
+            let rows = start..end;
+            start = end;
+            rows
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rank_slices;
+
+    #[test]
+    fn rank_slices_cover_the_batch_in_order() {
+        assert_eq!(rank_slices(8, 1), vec![0..8]);
+        assert_eq!(rank_slices(8, 2), vec![0..4, 4..8]);
+        // Two samples skipped from a batch of 8 on 4 ranks.
+        assert_eq!(rank_slices(6, 4), vec![0..2, 2..4, 4..5, 5..6]);
+        assert_eq!(rank_slices(2, 4), vec![0..1, 1..2]);
+    }
 }

@@ -131,6 +131,52 @@ fn only_k_rows_are_trained_and_every_step_is_logged() {
     }
 }
 
+/// Two data-parallel ranks on the CPU: each selects k of its own half of every batch, and a
+/// run stopped and resumed equals one that never stopped.
+#[test]
+fn data_parallel_ranks_select_within_their_local_batch_and_resume_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let two_ranks = |out: &Path| TrainConfig { ranks: 2, ..config(&data, out, Strategy::DissectMomentum) };
+    let straight_dir = dir.path().join("straight");
+    let straight = train(&two_ranks(&straight_dir), false).unwrap();
+    assert_eq!(straight.steps, 12);
+    for step in log_lines(&straight_dir).into_iter().filter(|l| l["type"] == "step") {
+        assert_eq!(step["batch"], 32);
+        assert_eq!(step["trained_rows"], 8, "floor(16 · 0.3) = 4 rows from each rank's 16");
+        assert!(step["loss"].as_f64().unwrap().is_finite());
+    }
+    let records = read_records(straight_dir.join("visits.dsv")).unwrap();
+    assert_eq!(records.len(), 12 * 32);
+    for (step, visits) in records.chunks(32).enumerate() {
+        for (rank, local) in visits.chunks(16).enumerate() {
+            let kept = local.iter().filter(|r| r.selected).count();
+            assert_eq!(kept, 4, "step {step}, rank {rank}: each rank keeps k of its own rows");
+        }
+    }
+
+    let resumed_dir = dir.path().join("resumed");
+    let err = train(&TrainConfig { max_steps: Some(5), ranks: 1, ..two_ranks(&resumed_dir) }, false)
+        .and_then(|_| train(&two_ranks(&resumed_dir), true))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ranks"), "a run may not change its ranks on resume: {err}");
+    let resumed_dir = dir.path().join("resumed-2");
+    train(&TrainConfig { max_steps: Some(5), ..two_ranks(&resumed_dir) }, false).unwrap();
+    let resumed = train(&two_ranks(&resumed_dir), true).unwrap();
+    let a = without_times(serde_json::to_value(&straight.epochs).unwrap());
+    let b = without_times(serde_json::to_value(&resumed.epochs).unwrap());
+    assert_eq!(a, b);
+    let again = read_records(resumed_dir.join("visits.dsv")).unwrap();
+    assert!(
+        records
+            .iter()
+            .zip(&again)
+            .all(|(x, y)| x.index == y.index && x.selected == y.selected && x.curr.to_bits() == y.curr.to_bits())
+    );
+    assert_eq!(records.len(), again.len());
+}
+
 #[test]
 fn divergence_stops_with_the_last_good_checkpoint_intact() {
     let dir = tempfile::tempdir().unwrap();
