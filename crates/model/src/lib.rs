@@ -5,6 +5,7 @@
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod gelu;
 pub mod loss;
 pub mod model;
 pub mod train;

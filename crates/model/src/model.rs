@@ -2,7 +2,6 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -11,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::ClipConfig;
 use crate::error::ModelError;
+use crate::gelu::gelu;
 
 /// Initial temperature of open_clip: `ln(1/0.07)`.
 pub fn initial_logit_scale() -> f32 {
