@@ -305,6 +305,9 @@ fn scoring_pass_and_row_selection() {
     let out = v.forward(b.images.clone(), b.tokens.clone(), b.eot.clone());
     let mean = scores.per_sample_loss.iter().sum::<f32>() / 6.0;
     assert!((mean - scalar_f32(clip_loss(&out)).unwrap()).abs() < 1e-5);
+    // The no-tape forward runs the towers on two threads; one after the other gives the same bits.
+    assert!(flat(v.encode_image(b.images.clone())) == flat(out.image_features.clone()));
+    assert!(flat(v.encode_text(b.tokens.clone(), b.eot.clone())) == flat(out.text_features.clone()));
 
     let keep = [4, 1, 5];
     let sub = b.select_rows(&keep).unwrap();
