@@ -124,7 +124,7 @@ impl<B: Backend + FastGeluOps, C: CheckpointStrategy> FastGeluOps for Autodiff<B
     }
 }
 
-/// Rows per parallel task: large enough to amortise scheduling, small enough to spread a
+/// Elements per parallel task: large enough to amortise scheduling, small enough to spread a
 /// `[b·l, 4·width]` activation over every core.
 const CHUNK: usize = 16 * 1024;
 
