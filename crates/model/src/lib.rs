@@ -8,6 +8,7 @@ pub mod error;
 pub mod gelu;
 pub mod loss;
 pub mod model;
+pub mod norm;
 pub mod train;
 
 pub use burn;

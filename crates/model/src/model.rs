@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::ClipConfig;
 use crate::error::ModelError;
 use crate::gelu::gelu;
+use crate::norm::layer_norm;
 
 /// Initial temperature of open_clip: `ln(1/0.07)`.
 pub fn initial_logit_scale() -> f32 {
@@ -128,8 +129,8 @@ impl Block {
     }
 
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), causal);
-        let h = gelu(linear_rows(&self.mlp_fc, self.ln_2.forward(x.clone())));
+        let x = x.clone() + self.attn.forward(layer_norm(&self.ln_1, x), causal);
+        let h = gelu(linear_rows(&self.mlp_fc, layer_norm(&self.ln_2, x.clone())));
         x + linear_rows(&self.mlp_proj, h)
     }
 }
@@ -179,12 +180,12 @@ impl VisionTower {
         let width = x.dims()[2];
         let cls = self.class_embedding.val().reshape([1, 1, width]).expand([b, 1, width]);
         let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim(0);
-        let mut x = self.ln_pre.forward(x);
+        let mut x = layer_norm(&self.ln_pre, x);
         for block in &self.blocks {
             x = block.forward(x, false);
         }
         let cls: Tensor<2> = x.narrow(1, 0, 1).squeeze_dim(1);
-        self.proj.forward(self.ln_post.forward(cls))
+        self.proj.forward(layer_norm(&self.ln_post, cls))
     }
 }
 
@@ -226,7 +227,7 @@ impl TextTower {
         // so normalising only the picked rows is the same and cheaper.
         let rows = Tensor::<1, Int>::arange(0..b as i64, &device).mul_scalar(l as i64) + eot;
         let x = x.reshape([b * l, width]).select(0, rows);
-        self.text_projection.forward(self.ln_final.forward(x))
+        self.text_projection.forward(layer_norm(&self.ln_final, x))
     }
 }
 
