@@ -9,7 +9,7 @@
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -17,6 +17,8 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
+
+use crate::cpu_kernel::{F32Values, f32_tensor, uses_cpu_kernels};
 
 /// GELU and its backward as one backend extension: implemented for `flex` and, with a custom
 /// backward node, for autodiff over it.
@@ -30,15 +32,11 @@ pub trait FastGeluOps: Backend {
 
 /// Exact GELU: the fused kernel on the CPU (with or without autodiff), Burn's `gelu` elsewhere.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if is_flex(&x.device()) && x.dtype() == DType::F32 {
+    if uses_cpu_kernels(&x) {
         Tensor::from_dispatch(<Dispatch as FastGeluOps>::fast_gelu(x.into_dispatch()))
     } else {
         burn::tensor::activation::gelu(x)
     }
-}
-
-fn is_flex(device: &Device) -> bool {
-    device.clone().inner() == Device::flex()
 }
 
 impl FastGeluOps for Flex {
@@ -133,22 +131,21 @@ const CHUNK: usize = 16 * 1024;
 /// vectorised) with the element function inlined.
 fn map_f32(x: &FlexTensor, other: Option<&FlexTensor>, kernel: fn(&mut [f32], &[f32], &[f32])) -> FlexTensor {
     let shape = x.layout().shape().clone();
-    let n = shape.num_elements();
-    let x = x.to_contiguous();
-    let xs: &[f32] = &x.storage()[x.layout().start_offset()..][..n];
-    let mut out = vec![0f32; n];
+    let x = F32Values::new(x);
+    let xs = x.as_slice();
+    let mut out = vec![0f32; xs.len()];
     match other {
         None => out.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(o, x)| kernel(o, x, &[])),
         Some(other) => {
-            let other = other.to_contiguous();
-            let gs: &[f32] = &other.storage()[other.layout().start_offset()..][..n];
+            let other = F32Values::new(other);
+            let gs = &other.as_slice()[..xs.len()];
             out.par_chunks_mut(CHUNK)
                 .zip(xs.par_chunks(CHUNK))
                 .zip(gs.par_chunks(CHUNK))
                 .for_each(|((o, x), g)| kernel(o, x, g));
         }
     }
-    FlexTensor::from_data(TensorData::new(out, shape))
+    f32_tensor(out, shape)
 }
 
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
@@ -217,6 +214,7 @@ fn exp_nonpositive_f32(t: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::{Device, TensorData};
 
     fn erf_f64(x: f64) -> f64 {
         // Abramowitz–Stegun 7.1.28 is too coarse for a reference; integrate instead:

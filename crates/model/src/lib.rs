@@ -3,6 +3,7 @@
 //! that the trainer composes.
 
 pub mod config;
+mod cpu_kernel;
 pub mod device;
 pub mod error;
 pub mod gelu;

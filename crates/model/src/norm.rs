@@ -10,14 +10,15 @@
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::{LayerNorm, LayerNormConfig};
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
-use burn_flex::FlexTensor;
 use rayon::prelude::*;
+
+use crate::cpu_kernel::{F32Values, f32_tensor, uses_cpu_kernels};
 
 /// LayerNorm over the last dimension and its backward, as one backend extension.
 #[backend_extension(Flex, Autodiff)]
@@ -41,8 +42,7 @@ pub trait FastLayerNormOps: Backend {
 /// `ln.forward(x)`: the fused kernel on the CPU, Burn's LayerNorm elsewhere. The model builds
 /// its LayerNorms with `LayerNormConfig`'s default epsilon, which this uses.
 pub fn layer_norm<const D: usize>(ln: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
-    let fused = x.device().inner() == Device::flex() && x.dtype() == DType::F32;
-    match (&ln.beta, fused) {
+    match (&ln.beta, uses_cpu_kernels(&x)) {
         (Some(beta), true) => {
             let eps = LayerNormConfig::new(1).epsilon;
             Tensor::from_dispatch(<Dispatch as FastLayerNormOps>::fast_layer_norm(
@@ -58,16 +58,6 @@ pub fn layer_norm<const D: usize>(ln: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
 
 /// Rows per parallel task.
 const ROWS_PER_TASK: usize = 256;
-
-fn contiguous_f32(t: &FlexTensor) -> (FlexTensor, usize) {
-    let t = t.to_contiguous();
-    let offset = t.layout().start_offset();
-    (t, offset)
-}
-
-fn vec_tensor(values: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
 
 /// Mean and `1 / sqrt(var + eps)` of one row (two passes, as Burn's own op).
 #[inline(always)]
@@ -86,16 +76,11 @@ impl FastLayerNormOps for Flex {
         eps: f64,
     ) -> FloatTensor<Self> {
         let shape = x.layout().shape().clone();
-        let n = shape.num_elements();
-        let (x, xo) = contiguous_f32(&x);
-        let (gamma, go) = contiguous_f32(&gamma);
-        let (beta, bo) = contiguous_f32(&beta);
-        let xs: &[f32] = &x.storage()[xo..][..n];
-        let d = gamma.layout().shape().num_elements();
-        let gs: &[f32] = &gamma.storage()[go..][..d];
-        let bs: &[f32] = &beta.storage()[bo..][..d];
+        let (x, gamma, beta) = (F32Values::new(&x), F32Values::new(&gamma), F32Values::new(&beta));
+        let (xs, gs, bs) = (x.as_slice(), gamma.as_slice(), beta.as_slice());
+        let d = gs.len();
         let eps = eps as f32;
-        let mut out = vec![0f32; n];
+        let mut out = vec![0f32; xs.len()];
         out.par_chunks_mut(ROWS_PER_TASK * d).zip(xs.par_chunks(ROWS_PER_TASK * d)).for_each(|(out, xs)| {
             for (o, row) in out.chunks_exact_mut(d).zip(xs.chunks_exact(d)) {
                 let (mean, rstd) = row_stats(row, eps);
@@ -104,7 +89,7 @@ impl FastLayerNormOps for Flex {
                 }
             }
         });
-        vec_tensor(out, shape)
+        f32_tensor(out, shape)
     }
 
     fn fast_layer_norm_backward(
@@ -115,16 +100,11 @@ impl FastLayerNormOps for Flex {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let shape = x.layout().shape().clone();
         let param_shape = gamma.layout().shape().clone();
-        let n = shape.num_elements();
-        let (x, xo) = contiguous_f32(&x);
-        let (gamma, go) = contiguous_f32(&gamma);
-        let (grad, dyo) = contiguous_f32(&grad);
-        let xs: &[f32] = &x.storage()[xo..][..n];
-        let dys: &[f32] = &grad.storage()[dyo..][..n];
-        let d = param_shape.num_elements();
-        let gs: &[f32] = &gamma.storage()[go..][..d];
+        let (x, gamma, grad) = (F32Values::new(&x), F32Values::new(&gamma), F32Values::new(&grad));
+        let (xs, gs, dys) = (x.as_slice(), gamma.as_slice(), grad.as_slice());
+        let d = gs.len();
         let eps = eps as f32;
-        let mut dx = vec![0f32; n];
+        let mut dx = vec![0f32; xs.len()];
         let chunk = ROWS_PER_TASK * d;
         // Per chunk: dx rows, and that chunk's partial column sums for the gain and bias.
         let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
@@ -165,7 +145,7 @@ impl FastLayerNormOps for Flex {
                 *acc += v;
             }
         }
-        (vec_tensor(dx, shape), vec_tensor(dgamma, param_shape.clone()), vec_tensor(dbeta, param_shape))
+        (f32_tensor(dx, shape), f32_tensor(dgamma, param_shape.clone()), f32_tensor(dbeta, param_shape))
     }
 }
 
@@ -229,6 +209,7 @@ impl<B: Backend + FastLayerNormOps, C: CheckpointStrategy> FastLayerNormOps for 
 mod tests {
     use super::*;
     use burn::module::Param;
+    use burn::tensor::{Device, TensorData};
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         // A fixed, uneven spread of values (no RNG needed).

@@ -1,0 +1,36 @@
+//! Pieces shared by the fused CPU kernels (`gelu.rs`, `norm.rs`): which tensors take them, and
+//! moving `flex` tensors to and from plain `f32` slices.
+
+use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+use burn_flex::FlexTensor;
+
+/// Whether `x` takes the fused CPU kernels: an `f32` tensor on `flex`, with or without autodiff.
+/// Everything else (CUDA, other dtypes) uses Burn's own ops.
+pub(crate) fn uses_cpu_kernels<const D: usize>(x: &Tensor<D>) -> bool {
+    x.device().inner() == Device::flex() && x.dtype() == DType::F32
+}
+
+/// The elements of an `f32` `flex` tensor in row-major order, copied only if the tensor is not
+/// contiguous already.
+pub(crate) struct F32Values {
+    tensor: FlexTensor,
+    offset: usize,
+    len: usize,
+}
+
+impl F32Values {
+    pub(crate) fn new(tensor: &FlexTensor) -> Self {
+        let tensor = tensor.to_contiguous();
+        let (offset, len) = (tensor.layout().start_offset(), tensor.layout().num_elements());
+        Self { tensor, offset, len }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        &self.tensor.storage()[self.offset..][..self.len]
+    }
+}
+
+/// A `flex` tensor owning `values` with `shape`.
+pub(crate) fn f32_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
