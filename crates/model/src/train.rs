@@ -432,18 +432,23 @@ pub struct BatchScores {
 
 /// The scoring pass: a forward pass over the whole batch without the autodiff tape.
 ///
-/// Pass `model.valid()` (the inner-device copy); an autodiff model is converted here anyway.
+/// `model` may be the training (autodiff) model or its `valid()` copy; it is scored without
+/// the tape either way.
 pub fn score_batch(model: &Clip, batch: &ClipBatch) -> Result<BatchScores, ModelError> {
-    let model = model.valid();
-    let batch = batch.to_device(&model_device(&model));
+    score_untracked(&model.valid(), batch)
+}
+
+/// [`score_batch`] for a model already without the tape.
+fn score_untracked(model: &Clip, batch: &ClipBatch) -> Result<BatchScores, ModelError> {
+    let batch = batch.to_device(&model_device(model));
     let out = model.forward(batch.images, batch.tokens, batch.eot);
     let scores = clip_scores(&out.image_features, &out.text_features);
     Ok(BatchScores { clip_scores: to_vec_f32(scores)?, per_sample_loss: to_vec_f32(per_sample_loss(&out))? })
 }
 
 /// The scoring pass of a data-parallel step: rank `r` scores `rank_batches[r]` on a copy of
-/// `model` on `rank_devices[r]`, each in its own thread; results in rank order. With one rank
-/// this is exactly [`score_batch`].
+/// `model` (training model or `valid()` copy) on `rank_devices[r]`, each in its own thread;
+/// results in rank order. With one rank this is exactly [`score_batch`].
 pub fn score_batches(
     model: &Clip,
     rank_batches: &[ClipBatch],
@@ -452,7 +457,7 @@ pub fn score_batches(
     check_ranks(rank_batches.len(), rank_devices.len())?;
     let model = model.valid();
     if let [batch] = rank_batches {
-        return Ok(vec![score_batch(&model, batch)?]);
+        return Ok(vec![score_untracked(&model, batch)?]);
     }
     std::thread::scope(|scope| {
         let handles: Vec<_> = rank_batches
@@ -460,7 +465,7 @@ pub fn score_batches(
             .zip(rank_devices)
             .map(|(batch, device)| {
                 let replica = model.clone().fork(device);
-                scope.spawn(move || score_batch(&replica, batch))
+                scope.spawn(move || score_untracked(&replica, batch))
             })
             .collect();
         handles.into_iter().map(join_rank).collect()

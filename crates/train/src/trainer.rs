@@ -371,7 +371,7 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
                 .collect::<std::result::Result<Vec<_>, _>>()?;
 
             let t_scoring = Instant::now();
-            let current = if score_current { Some(score_batches(&model.valid(), &hosts, rank_devices)?) } else { None };
+            let current = if score_current { Some(score_batches(&model, &hosts, rank_devices)?) } else { None };
             let reference_scores = match &reference {
                 Some((ref_model, ref_config, ref_tokenizer)) => Some(
                     ranks
