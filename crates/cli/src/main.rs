@@ -1,8 +1,14 @@
 //! `dissect`: train CLIP-style models faster and more robustly with online sample selection.
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod data;
+mod interrupt;
+mod options;
+mod progress;
 mod run;
 mod simulate;
 
@@ -30,18 +36,18 @@ enum Command {
     /// Datasets: generate the built-in benchmarks, pack folders into shards, inspect shards.
     Data {
         #[command(subcommand)]
-        command: dissect_data::cli::DataCommand,
+        command: data::DataCommand,
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => run::demo(&args),
         Command::Train(args) => run::train(&args),
         Command::Eval(args) => run::eval(&args),
         Command::Compare(args) => run::compare(&args),
-        Command::Simulate(args) => simulate::run(&args),
-        Command::Data { command } => Ok(dissect_data::cli::run(command)?),
+        Command::Simulate(args) => simulate::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Data { command } => data::run(command).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -1,116 +1,19 @@
 //! `dissect demo | train | eval | compare`.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use dissect_data::{Benchmark, DatasetManifest, GenerateOptions, PreprocessConfig, generate};
 use dissect_eval::StrategyResult;
-use dissect_select::{Strategy, WarmupRows};
-use dissect_train::{EvalSet, TrainConfig, compare as run_compare, load_trained};
+use dissect_select::Strategy;
+use dissect_train::{EvalSet, OptimConfig, RunOutcome, TrainConfig, load_trained};
 
-/// Training options shared by `train` and `compare`; each overrides the config file.
-#[derive(Args, Clone, Default)]
-pub struct TrainOptions {
-    /// TOML config file (every field optional; flags below override it).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Dataset folder with dataset.json (`dissect data generate ...`).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Model preset: micro, tiny, small, vit-b-32.
-    #[arg(long)]
-    model: Option<String>,
-    #[arg(long)]
-    epochs: Option<u32>,
-    #[arg(long)]
-    batch_size: Option<usize>,
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Selection rate r (fraction of each batch trained on).
-    #[arg(long)]
-    rate: Option<f64>,
-    /// Warm-up epochs W of dissect-warmup.
-    #[arg(long)]
-    warmup_epochs: Option<u32>,
-    /// Momentum β of dissect-momentum.
-    #[arg(long)]
-    momentum: Option<f64>,
-    /// Rows trained on in epochs < W: random (the rule: dissect-warmup draws k rows, others
-    /// select from epoch 0) or all (every selecting strategy trains on every row until W).
-    #[arg(long)]
-    warmup_rows: Option<WarmupRows>,
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Checkpoint every N steps (epoch ends always checkpoint).
-    #[arg(long)]
-    checkpoint_every: Option<u64>,
-    /// Reference run or checkpoint folder for the oracle strategies.
-    #[arg(long)]
-    reference: Option<PathBuf>,
-    /// Stop after this many steps in total.
-    #[arg(long)]
-    max_steps: Option<u64>,
-    /// Visit-record format: dsv, csv or none.
-    #[arg(long)]
-    records: Option<String>,
-    /// Compute device: cpu, or cuda / cuda:N in a build with `--features cuda`.
-    #[arg(long)]
-    device: Option<String>,
-    /// Data-parallel ranks: one GPU each from --device (cuda:K, cuda:K+1, ...), each
-    /// selecting from its own slice of the batch; on cpu the ranks share the CPU.
-    #[arg(long)]
-    ranks: Option<usize>,
-    /// Keep the per-sample score state in a memory-mapped file in the run folder (for
-    /// datasets too large for RAM at 24 bytes a sample).
-    #[arg(long)]
-    mapped_scores: bool,
-    /// Hide the progress bar.
-    #[arg(long)]
-    no_progress: bool,
-}
-
-impl TrainOptions {
-    fn resolve(&self) -> Result<TrainConfig> {
-        let mut c = match &self.config {
-            Some(path) => TrainConfig::from_toml_file(path)?,
-            None => TrainConfig::default(),
-        };
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
-        }
-        set!(
-            data,
-            model,
-            epochs,
-            batch_size,
-            lr,
-            rate,
-            warmup_epochs,
-            momentum,
-            warmup_rows,
-            device,
-            ranks,
-            seed,
-            checkpoint_every,
-            records
-        );
-        if self.reference.is_some() {
-            c.reference = self.reference.clone();
-        }
-        if self.max_steps.is_some() {
-            c.max_steps = self.max_steps;
-        }
-        if self.no_progress {
-            c.progress = false;
-        }
-        if self.mapped_scores {
-            c.mapped_scores = true;
-        }
-        Ok(c)
-    }
-}
+use crate::interrupt;
+use crate::options::TrainOptions;
+use crate::progress::Progress;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -128,26 +31,35 @@ pub struct TrainArgs {
     resume: bool,
 }
 
-pub fn train(args: &TrainArgs) -> Result<()> {
-    let mut config = args.options.resolve()?;
-    if let Some(s) = args.strategy {
-        config.strategy = s;
-    }
+pub fn train(args: &TrainArgs) -> Result<ExitCode> {
+    let mut extra = toml::Table::new();
     if let Some(out) = &args.out {
-        config.out = out.clone();
+        extra.insert("out".into(), toml::Value::String(out.to_string_lossy().into_owned()));
     }
-    let outcome = dissect_train::train(&config, args.resume)?;
+    if let Some(strategy) = args.strategy {
+        let mut selection = toml::Table::new();
+        selection.insert("strategy".into(), toml::Value::String(strategy.name().into()));
+        extra.insert("selection".into(), toml::Value::Table(selection));
+    }
+    let config = args.options.resolve(extra)?;
+    let stop = interrupt::install()?;
+    let mut progress = Progress::new(!args.options.no_progress, None);
+    let outcome = dissect_train::train_with(&config, args.resume, &mut progress, &stop)?;
     println!("run folder: {}", outcome.run_dir.display());
+    if outcome.interrupted {
+        return Ok(interrupted(&outcome));
+    }
     if let Some(eval) = outcome.final_eval() {
+        let (tr, ir) = (&eval.retrieval.image_to_text, &eval.retrieval.text_to_image);
         println!(
             "final test: TR R@1/5/10 {:.1}/{:.1}/{:.1}  IR R@1/5/10 {:.1}/{:.1}/{:.1}{}  ({} steps, {:.0} s training)",
-            eval.tr_r1,
-            eval.tr_r5,
-            eval.tr_r10,
-            eval.ir_r1,
-            eval.ir_r5,
-            eval.ir_r10,
-            eval.zero_shot_top1.map_or(String::new(), |z| format!("  zero-shot {z:.1}")),
+            tr.r1,
+            tr.r5,
+            tr.r10,
+            ir.r1,
+            ir.r5,
+            ir.r10,
+            eval.zero_shot_top1().map_or(String::new(), |z| format!("  zero-shot {z:.1}")),
             outcome.steps,
             outcome.train_time_s
         );
@@ -155,7 +67,17 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if outcome.stopped_early {
         println!("stopped at --max-steps; continue with --resume");
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Says where an interrupted run stands and returns the signal's exit status.
+fn interrupted(outcome: &RunOutcome) -> ExitCode {
+    eprintln!(
+        "interrupted at step {}: checkpoint {} written; run the same command with --resume to continue",
+        outcome.steps,
+        outcome.last_checkpoint.display()
+    );
+    ExitCode::from(interrupt::exit_status())
 }
 
 #[derive(Args)]
@@ -173,7 +95,7 @@ pub struct EvalArgs {
     device: String,
 }
 
-pub fn eval(args: &EvalArgs) -> Result<()> {
+pub fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let device = dissect_model::device_from_name(&args.device)?;
     let (model, config, tokenizer) = load_trained(&args.run, &device)?;
     let manifest = DatasetManifest::load(&args.data)?;
@@ -182,60 +104,52 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let started = Instant::now();
     let report = set.evaluate(&model, &config, &device, 0)?;
     println!("{} held-out pairs, evaluated in {:.1} s", report.images, started.elapsed().as_secs_f64());
-    println!(
-        "image→text  R@1 {:.2}  R@5 {:.2}  R@10 {:.2}  mean rank {:.1}  median rank {:.1}",
-        report.tr_r1, report.tr_r5, report.tr_r10, report.tr_mean_rank, report.tr_median_rank
-    );
-    println!(
-        "text→image  R@1 {:.2}  R@5 {:.2}  R@10 {:.2}  mean rank {:.1}  median rank {:.1}",
-        report.ir_r1, report.ir_r5, report.ir_r10, report.ir_mean_rank, report.ir_median_rank
-    );
-    if let Some(z) = report.zero_shot_top1 {
+    for (name, m) in [("image→text", &report.retrieval.image_to_text), ("text→image", &report.retrieval.text_to_image)]
+    {
         println!(
-            "zero-shot top-1 {z:.2}{}",
-            report.zero_shot_top5.map_or(String::new(), |t| format!("  top-5 {t:.2}"))
+            "{name}  R@1 {:.2}  R@5 {:.2}  R@10 {:.2}  mean rank {:.1}  median rank {:.1}",
+            m.r1, m.r5, m.r10, m.mean_rank, m.median_rank
         );
     }
-    println!("CLIPScore matched {:.2} vs random pairs {:.2}", report.clipscore_matched, report.clipscore_random);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| path.display().to_string())?;
+    if let Some(z) = &report.zero_shot {
+        println!("zero-shot top-1 {:.2}{}", z.top1, z.top5.map_or(String::new(), |t| format!("  top-5 {t:.2}")));
     }
-    Ok(())
+    println!("CLIPScore matched {:.2} vs random pairs {:.2}", report.clipscore.matched, report.clipscore.random);
+    if let Some(path) = &args.json {
+        dissect_io::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
+            .with_context(|| path.display().to_string())?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Args)]
 pub struct CompareArgs {
     #[command(flatten)]
     options: TrainOptions,
-    /// Strategies, comma separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "full,random,small-loss,big-loss,clipscore,dissect-warmup,dissect-momentum"
-    )]
+    /// Strategies, comma separated [default: every strategy without a reference model].
+    #[arg(long, value_delimiter = ',')]
     strategies: Vec<Strategy>,
     /// Output folder: one run folder per strategy, table.md, table.json, plots/.
     #[arg(long, default_value = "runs/compare")]
     out: PathBuf,
 }
 
-pub fn compare(args: &CompareArgs) -> Result<()> {
-    let config = args.options.resolve()?;
-    run_comparison(&config, &args.strategies, &args.out)
+pub fn compare(args: &CompareArgs) -> Result<ExitCode> {
+    let config = args.options.resolve(toml::Table::new())?;
+    let strategies = match args.strategies.as_slice() {
+        [] => Strategy::without_reference().collect(),
+        chosen => chosen.to_vec(),
+    };
+    run_comparison(&config, &strategies, &args.out, !args.options.no_progress)
 }
 
-fn run_comparison(config: &TrainConfig, strategies: &[Strategy], out: &Path) -> Result<()> {
-    let total = strategies.len();
-    let mut done = 0;
-    let report = run_compare(config, strategies, out, |outcome| {
-        done += 1;
-        eprintln!(
-            "[{done}/{total}] {} finished: {:.0} s training{}",
-            outcome.strategy,
-            outcome.train_time_s,
-            outcome.final_eval().map_or(String::new(), |e| format!(", test mean R@1 {:.1}", e.mean_r1()))
-        );
-    })?;
+fn run_comparison(config: &TrainConfig, strategies: &[Strategy], out: &Path, show_bar: bool) -> Result<ExitCode> {
+    let stop = interrupt::install()?;
+    let mut progress = Progress::new(show_bar, Some(strategies.len()));
+    let Some(report) = dissect_train::compare(config, strategies, out, &mut progress, &stop)? else {
+        eprintln!("interrupted: run the same command again to continue where it stopped");
+        return Ok(ExitCode::from(interrupt::exit_status()));
+    };
     println!("\n{}", report.markdown);
     for line in noise_readings(&report.results) {
         println!("{line}");
@@ -243,7 +157,7 @@ fn run_comparison(config: &TrainConfig, strategies: &[Strategy], out: &Path) -> 
     println!("table: {} and {}", report.table_md.display(), report.table_json.display());
     println!("plots: {}", out.join("plots").display());
     println!("per-strategy runs (logs, visit records, checkpoints): {}/<strategy>/", out.display());
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One line per DISSect run that kept more noisy rows than the data holds: the sign that the
@@ -319,7 +233,7 @@ pub fn demo_plan(quick: bool) -> DemoPlan {
     }
 }
 
-pub fn demo(args: &DemoArgs) -> Result<()> {
+pub fn demo(args: &DemoArgs) -> Result<ExitCode> {
     let plan = demo_plan(args.quick);
     let data = args.out.join("data");
     if DatasetManifest::load(&data).is_err() {
@@ -336,20 +250,23 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         options.test_size = Some(plan.test_size);
         generate(&options)?;
     }
+    let defaults = TrainConfig::default();
     let config = TrainConfig {
         data,
         model: plan.model.into(),
         epochs: plan.epochs,
         batch_size: plan.batch_size,
-        lr: plan.lr,
-        warmup_steps: plan.warmup_steps,
-        rate: 0.3,
-        warmup_epochs: plan.warmup_epochs,
         seed: args.seed,
-        ..TrainConfig::default()
+        optim: OptimConfig { lr: plan.lr, warmup_steps: plan.warmup_steps, ..defaults.optim },
+        selection: dissect_select::SelectionConfig {
+            rate: 0.3,
+            warmup_epochs: plan.warmup_epochs,
+            ..defaults.selection
+        },
+        ..defaults
     };
     // Every strategy but the oracles, which need a reference model.
-    let strategies: Vec<Strategy> = Strategy::ALL.into_iter().filter(|s| !s.is_oracle()).collect();
+    let strategies: Vec<Strategy> = Strategy::without_reference().collect();
     eprintln!(
         "training the {} CLIP for {} epochs with {} strategies at r = 0.3 (batch {})",
         plan.model,
@@ -357,7 +274,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         strategies.len(),
         plan.batch_size
     );
-    run_comparison(&config, &strategies, &args.out.join("compare"))
+    run_comparison(&config, &strategies, &args.out.join("compare"), true)
 }
 
 #[cfg(test)]
@@ -365,15 +282,23 @@ mod tests {
     use super::*;
 
     fn result(strategy: &str, kept: Option<f64>) -> StrategyResult {
+        let direction = dissect_eval::RetrievalMetrics {
+            r1: 1.0,
+            r5: 2.0,
+            r10: 3.0,
+            mean_rank: 9.0,
+            median_rank: 8.0,
+            queries: 10,
+        };
         StrategyResult {
             strategy: strategy.into(),
-            tr_r1: 1.0,
-            tr_r5: 2.0,
-            tr_r10: 3.0,
-            ir_r1: 1.0,
-            ir_r5: 2.0,
-            ir_r10: 3.0,
-            zero_shot: None,
+            eval: dissect_eval::EvalReport {
+                retrieval: dissect_eval::RetrievalReport { image_to_text: direction, text_to_image: direction },
+                zero_shot: None,
+                clipscore: dissect_eval::ClipScoreReport { matched: 1.0, random: 0.5, shift: 1 },
+                images: 10,
+                texts: 10,
+            },
             selected_noise_fraction: kept,
             data_noise_fraction: Some(0.4),
             wall_time_s: 1.0,

@@ -3,7 +3,7 @@
 //! per core.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dissect_data::preprocess::{PreprocessConfig, RandomResizedCrop, decode, decode_and_preprocess};
+use dissect_data::{PreprocessConfig, RandomResizedCrop, decode, decode_and_preprocess};
 use image::{ImageEncoder, RgbImage};
 use std::hint::black_box;
 

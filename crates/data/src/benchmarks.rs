@@ -15,14 +15,21 @@ use crate::{fmnist, shapes};
 /// File name of the manifest in a generated dataset directory.
 pub const MANIFEST_FILE: &str = "dataset.json";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+/// A built-in benchmark that `generate` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Benchmark {
+    /// Coloured shapes with compositional captions, generated from a seed (no download).
     NoisyShapes,
+    /// Fashion-MNIST images from Debian's `dataset-fashion-mnist` with class captions.
     FashionMnist,
 }
 
 impl Benchmark {
+    /// Every benchmark, in the order the CLI lists them.
+    pub const ALL: [Benchmark; 2] = [Benchmark::NoisyShapes, Benchmark::FashionMnist];
+
+    /// The benchmark's name on the command line and in `dataset.json`.
     pub fn name(self) -> &'static str {
         match self {
             Benchmark::NoisyShapes => "noisy-shapes",
@@ -31,21 +38,49 @@ impl Benchmark {
     }
 }
 
+impl std::fmt::Display for Benchmark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Benchmark {
+    type Err = DataError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Benchmark::ALL.into_iter().find(|b| b.name() == s.trim()).ok_or_else(|| {
+            let names: Vec<&str> = Benchmark::ALL.iter().map(|b| b.name()).collect();
+            DataError::Invalid(format!("unknown benchmark '{s}' (expected one of: {})", names.join(", ")))
+        })
+    }
+}
+
 /// Defaults: noisy-shapes 20 000 train / 1 000 test at 32×32; Fashion-MNIST all 60 000 / 10 000
 /// at 28×28 (native size).
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
+    /// Which benchmark to write.
     pub benchmark: Benchmark,
+    /// Output directory (created if missing).
     pub out: PathBuf,
+    /// Fraction of train captions swapped by noise injection, 0–1.
     pub noise_rate: f64,
+    /// Seed of the images, captions and noise.
     pub seed: u64,
+    /// Train samples; `None` = the benchmark's default (Fashion-MNIST: capped at the split size).
     pub train_size: Option<usize>,
+    /// Test samples; `None` = the benchmark's default (Fashion-MNIST: capped at the split size).
     pub test_size: Option<usize>,
+    /// Image side length in pixels; `None` = the benchmark's default. noisy-shapes draws at
+    /// this size (8–1024); Fashion-MNIST images stay 28×28 and only the manifest records it.
     pub image_size: Option<u32>,
+    /// Maximum samples per shard (> 0).
     pub shard_size: u64,
 }
 
 impl GenerateOptions {
+    /// Options for `benchmark` into `out`: noise rate 0.2, seed 0, default sizes, 5000 samples
+    /// per shard.
     pub fn new(benchmark: Benchmark, out: impl Into<PathBuf>) -> Self {
         Self {
             benchmark,
@@ -63,19 +98,27 @@ impl GenerateOptions {
 /// `dataset.json`: what the trainer and evaluator need to use a generated dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetManifest {
+    /// The benchmark's name.
     pub name: String,
     /// Shard patterns relative to the manifest's directory.
     pub train: String,
+    /// Shard pattern of the test split, relative to the manifest's directory.
     pub test: String,
+    /// Samples in the train split.
     pub train_size: u64,
+    /// Samples in the test split.
     pub test_size: u64,
     /// Model input side length the dataset was made for.
     pub image_size: u32,
+    /// Class names, in label order.
     pub class_names: Vec<String>,
     /// Zero-shot prompt templates, `{}` = class name.
     pub templates: Vec<String>,
+    /// Requested fraction of noisy train pairs, 0–1.
     pub noise_rate: f64,
+    /// Train pairs whose caption was actually swapped.
     pub noisy_count: u64,
+    /// Seed the dataset was generated from.
     pub seed: u64,
 }
 
@@ -87,15 +130,18 @@ impl DatasetManifest {
         serde_json::from_str(&text).map_err(|e| DataError::json(file.display().to_string(), e))
     }
 
+    /// Writes `dataset.json` into `dir`, atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| DataError::json("manifest", e))?;
         write_atomic(&dir.join(MANIFEST_FILE), text.as_bytes())
     }
 
+    /// Opens the train shards; `dir` is the manifest's directory.
     pub fn train_set(&self, dir: &Path) -> Result<ShardSet> {
         ShardSet::from_pattern(&dir.join(&self.train).to_string_lossy())
     }
 
+    /// Opens the test shards; `dir` is the manifest's directory.
     pub fn test_set(&self, dir: &Path) -> Result<ShardSet> {
         ShardSet::from_pattern(&dir.join(&self.test).to_string_lossy())
     }

@@ -37,31 +37,36 @@ pub const CAPTION_TEMPLATES: [&str; 8] = [
     "a product photo of {}",
     "a small image of {}",
 ];
+/// Zero-shot prompt templates (`{}` is the class name).
 pub const ZERO_SHOT_TEMPLATES: [&str; 4] =
     ["a photo of a {}.", "a black and white photo of a {}.", "a picture of a {}.", "a {}."];
 
 /// One split: `n` images of `rows × cols` u8 pixels and their labels.
 #[derive(Debug, Clone)]
 pub struct IdxSplit {
+    /// Image height in pixels.
     pub rows: usize,
+    /// Image width in pixels.
     pub cols: usize,
+    /// `n · rows · cols` grayscale pixels, image-major, row-major within an image.
     pub images: Vec<u8>,
+    /// Class label of each image, an index into [`CLASS_NAMES`].
     pub labels: Vec<u8>,
 }
 
 impl IdxSplit {
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
+    /// Pixels of image `i`.
     pub fn image(&self, i: usize) -> &[u8] {
         let n = self.rows * self.cols;
         &self.images[i * n..(i + 1) * n]
     }
 }
 
+/// Directory the files are read from: [`DIR_ENV`] if set, else [`DEFAULT_DIR`].
 pub fn data_dir() -> PathBuf {
     std::env::var_os(DIR_ENV).map_or_else(|| PathBuf::from(DEFAULT_DIR), PathBuf::from)
 }

@@ -1,26 +1,24 @@
-//! dissect-data: WebDataset shards with stable global indices, image preprocessing, a BPE
-//! caption tokenizer, a deterministic multi-threaded loader, noise injection and the built-in
-//! `noisy-shapes` / `fashion-mnist` benchmarks.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
-pub mod benchmarks;
-pub mod brace;
-pub mod cli;
-pub mod error;
-pub mod fmnist;
-pub mod loader;
-pub mod noise;
-pub mod pack;
-pub mod preprocess;
-pub mod shapes;
-pub mod shard;
-pub mod tokenizer;
+mod benchmarks;
+mod brace;
+mod error;
+mod fmnist;
+mod loader;
+mod noise;
+mod pack;
+mod preprocess;
+mod shapes;
+mod shard;
+mod tokenizer;
 
-pub use benchmarks::{Benchmark, DatasetManifest, GenerateOptions, generate};
+pub use benchmarks::{Benchmark, DatasetManifest, GenerateOptions, MANIFEST_FILE, generate};
 pub use brace::expand_braces;
 pub use error::{DataError, Result};
-pub use loader::{Batch, DecodedSample, Epoch, LoadStats, Loader, LoaderConfig, load_all};
+pub use loader::{Batch, DecodedSample, Epoch, LoadStats, Loader, LoaderConfig, SkipReason, load_all, skip_reason};
 pub use noise::{NoiseReport, inject_noise};
 pub use pack::{InspectReport, PackOptions, PackReport, inspect, pack};
-pub use preprocess::{CLIP_MEAN, CLIP_STD, PreprocessConfig, RandomResizedCrop, decode_and_preprocess};
+pub use preprocess::{CLIP_MEAN, CLIP_STD, PreprocessConfig, RandomResizedCrop, decode, decode_and_preprocess};
 pub use shard::{RawSample, SampleMeta, SampleOut, ShardIndex, ShardReader, ShardSet, ShardWriter};
 pub use tokenizer::{DEFAULT_VOCAB_SIZE, TextTokenizer, TokenBatch};

@@ -21,31 +21,81 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
 use crate::preprocess::{PreprocessConfig, decode_and_preprocess};
-use crate::shard::{SampleMeta, Shard, ShardReader, ShardSet};
+use crate::shard::{RawSample, SampleMeta, Shard, ShardReader, ShardSet};
 use crate::tokenizer::{TextTokenizer, TokenBatch};
 
-/// Per-epoch counts of what was delivered and what was skipped.
+/// Per-epoch counts of what was delivered and what was skipped. Each skipped sample counts
+/// once, for the first of these reasons in this order: truncated member, empty caption,
+/// missing image, image that fails to decode ([`skip_reason`] and decoding) — the same
+/// classification `dissect data inspect` reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LoadStats {
     /// Samples delivered in batches.
     pub samples: u64,
+    /// Samples whose image failed to decode.
     pub skipped_corrupt_image: u64,
+    /// Samples without an image member.
+    pub skipped_missing_image: u64,
+    /// Samples with an empty (or whitespace-only) caption.
     pub skipped_empty_caption: u64,
+    /// Samples with a member cut short by the end of the tar file.
     pub skipped_truncated: u64,
+    /// Usable samples left over after the last full batch (with `drop_last`): not trained
+    /// this epoch, though the next epoch's shuffle may use them.
+    pub dropped_last: u64,
     /// Shards that could not be opened at all.
     pub unreadable_shards: u64,
 }
 
 impl LoadStats {
+    /// Samples skipped as unusable (not counting `dropped_last`).
     pub fn skipped(&self) -> u64 {
-        self.skipped_corrupt_image + self.skipped_empty_caption + self.skipped_truncated
+        self.skipped_corrupt_image + self.skipped_missing_image + self.skipped_empty_caption + self.skipped_truncated
     }
-    fn add(&mut self, o: &LoadStats) {
+
+    /// Adds another count to this one.
+    pub fn add(&mut self, o: &LoadStats) {
         self.samples += o.samples;
         self.skipped_corrupt_image += o.skipped_corrupt_image;
+        self.skipped_missing_image += o.skipped_missing_image;
         self.skipped_empty_caption += o.skipped_empty_caption;
         self.skipped_truncated += o.skipped_truncated;
+        self.dropped_last += o.dropped_last;
         self.unreadable_shards += o.unreadable_shards;
+    }
+
+    fn count(&mut self, reason: SkipReason) {
+        match reason {
+            SkipReason::Truncated => self.skipped_truncated += 1,
+            SkipReason::EmptyCaption => self.skipped_empty_caption += 1,
+            SkipReason::MissingImage => self.skipped_missing_image += 1,
+        }
+    }
+}
+
+/// Why a raw sample is unusable before any decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A member was cut short by the end of the tar file.
+    Truncated,
+    /// The caption is missing, empty or whitespace only.
+    EmptyCaption,
+    /// There is no image member.
+    MissingImage,
+}
+
+/// The checks that need no decoding, in the order the loader applies them; `None` when the
+/// sample goes on to be decoded.
+pub fn skip_reason(raw: &RawSample) -> Option<SkipReason> {
+    if raw.truncated {
+        Some(SkipReason::Truncated)
+    } else if raw.caption.as_deref().is_none_or(|c| c.trim().is_empty()) {
+        Some(SkipReason::EmptyCaption)
+    } else if raw.image.is_none() {
+        Some(SkipReason::MissingImage)
+    } else {
+        None
     }
 }
 
@@ -76,19 +126,11 @@ pub(crate) fn scan_shard(shard: &Shard, stats: &mut LoadStats, mut f: impl FnMut
         }
         let index = shard.first_index + pos;
         pos += 1;
-        if raw.truncated {
-            stats.skipped_truncated += 1;
+        if let Some(reason) = skip_reason(&raw) {
+            stats.count(reason);
             return;
         }
-        let caption = raw.caption.unwrap_or_default();
-        if caption.is_empty() {
-            stats.skipped_empty_caption += 1;
-            return;
-        }
-        let Some((_, image)) = raw.image else {
-            stats.skipped_corrupt_image += 1;
-            return;
-        };
+        let (Some(caption), Some((_, image))) = (raw.caption, raw.image) else { return };
         go_on = f(RawItem { index, image, caption, meta: raw.meta.unwrap_or_default() });
     });
 }
@@ -100,45 +142,66 @@ pub struct Batch {
     pub batch_number: u64,
     /// `len · 3 · image_size²` floats, CHW per image.
     pub images: Vec<f32>,
+    /// Side length of every image, in pixels.
     pub image_size: u32,
+    /// Tokenized captions, one row per sample.
     pub tokens: TokenBatch,
     /// Stable global dataset indices.
     pub indices: Vec<u64>,
+    /// Caption of each sample, as stored in the shard.
     pub captions: Vec<String>,
+    /// Ground-truth noisy flag of each sample from its metadata; `None` when not recorded.
     pub noisy: Vec<Option<bool>>,
+    /// Class label of each sample from its metadata, if any.
     pub classes: Vec<Option<u32>>,
+    /// Images that failed to decode in this batch (which is that much shorter) and in any
+    /// batches just before it whose every image failed. They travel with the batch so that a
+    /// consumer that checkpoints mid-epoch can keep the count (see [`Epoch::stats`]).
+    pub corrupt_images: u64,
 }
 
 impl Batch {
+    /// Number of samples.
     pub fn len(&self) -> usize {
         self.indices.len()
     }
+    /// Whether the batch holds no sample.
     pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
     }
 }
 
+/// How a [`Loader`] reads, shuffles, decodes and batches.
 #[derive(Debug, Clone)]
 pub struct LoaderConfig {
+    /// Samples per batch, counted before decoding (a failed decode makes a batch shorter).
     pub batch_size: usize,
     /// Text context length (CLIP: 77).
     pub context_len: usize,
+    /// Image preprocessing.
     pub preprocess: PreprocessConfig,
     /// Decode threads.
     pub threads: usize,
     /// Batches decoded ahead of the consumer.
     pub prefetch: usize,
+    /// Shuffle the shard order and the samples (through the shuffle buffer) per epoch.
     pub shuffle: bool,
     /// Samples held in the shuffle buffer (bigger = better mixing across shards, more memory).
     pub shuffle_buffer: usize,
+    /// Seed of the shuffles and the random crops; combined with the epoch.
     pub seed: u64,
+    /// Drop the last partial batch of an epoch (counted in [`LoadStats::dropped_last`]).
     pub drop_last: bool,
     /// Data-parallel split by shard: rank `r` of `w` takes every `w`-th shard of the epoch order.
     pub rank: usize,
+    /// Number of data-parallel ranks `w`.
     pub world_size: usize,
 }
 
 impl LoaderConfig {
+    /// Defaults for `batch_size` and square images of side `image_size`: context length 32,
+    /// one decode thread per core, 4 batches prefetched, shuffling with a 10 000-sample buffer,
+    /// seed 0, `drop_last`, a single rank and no random crop.
     pub fn new(batch_size: usize, image_size: u32) -> Self {
         Self {
             batch_size,
@@ -175,9 +238,14 @@ struct Job {
     seq: u64,
     batch_number: u64,
     items: Vec<RawItem>,
+    /// The samples left over after the last full batch with `drop_last`: decoded only to be
+    /// counted (usable or corrupt), never delivered.
+    leftover: bool,
 }
 
 impl Loader {
+    /// A loader over `shards`; fails unless `batch_size > 0`, `context_len >= 2` and
+    /// `rank < world_size`.
     pub fn new(shards: ShardSet, tokenizer: Arc<TextTokenizer>, cfg: LoaderConfig) -> Result<Self> {
         if cfg.batch_size == 0 || cfg.world_size == 0 || cfg.rank >= cfg.world_size || cfg.context_len < 2 {
             return Err(DataError::Invalid(format!(
@@ -188,6 +256,7 @@ impl Loader {
         Ok(Self { shards: Arc::new(shards), tokenizer, cfg })
     }
 
+    /// The loader's configuration.
     pub fn config(&self) -> &LoaderConfig {
         &self.cfg
     }
@@ -212,7 +281,7 @@ impl Loader {
         let threads = self.cfg.threads.max(1);
         let prefetch = self.cfg.prefetch.max(1);
         let (job_tx, job_rx) = bounded::<Job>(prefetch);
-        let (res_tx, res_rx) = bounded::<(u64, Option<Batch>)>(prefetch);
+        let (res_tx, res_rx) = bounded::<(u64, Option<Batch>, u64)>(prefetch);
         let mut handles = Vec::with_capacity(threads + 1);
         {
             let (shards, cfg, stats, stop) = (self.shards.clone(), self.cfg.clone(), stats.clone(), stop.clone());
@@ -224,7 +293,15 @@ impl Loader {
             let (tok, cfg, stats) = (self.tokenizer.clone(), self.cfg.clone(), stats.clone());
             handles.push(std::thread::spawn(move || decode_worker(&tok, &cfg, epoch, &stats, rx, tx)));
         }
-        Epoch { results: res_rx, pending: BTreeMap::new(), next_seq: 0, stats, stop, _handles: handles }
+        Epoch {
+            results: res_rx,
+            pending: BTreeMap::new(),
+            next_seq: 0,
+            carried_corrupt: 0,
+            stats,
+            stop,
+            _handles: handles,
+        }
     }
 }
 
@@ -264,7 +341,7 @@ fn read_epoch(
         pending.push(item);
         if pending.len() == cfg.batch_size {
             let items = std::mem::replace(pending, Vec::with_capacity(cfg.batch_size));
-            let ok = jobs.send(Job { seq, batch_number, items }).is_ok();
+            let ok = jobs.send(Job { seq, batch_number, items, leftover: false }).is_ok();
             seq += 1;
             batch_number += 1;
             return ok;
@@ -293,8 +370,8 @@ fn read_epoch(
         let item = buffer.swap_remove(j);
         alive = emit(item, &mut pending);
     }
-    if alive && !pending.is_empty() && !cfg.drop_last && batch_number >= start_batch {
-        let _ = jobs.send(Job { seq, batch_number, items: pending });
+    if alive && !pending.is_empty() && batch_number >= start_batch {
+        let _ = jobs.send(Job { seq, batch_number, items: pending, leftover: cfg.drop_last });
     }
     if let Ok(mut s) = stats.lock() {
         s.add(&local);
@@ -307,68 +384,109 @@ fn decode_worker(
     epoch: u64,
     stats: &Mutex<LoadStats>,
     jobs: Receiver<Job>,
-    out: Sender<(u64, Option<Batch>)>,
+    out: Sender<(u64, Option<Batch>, u64)>,
 ) {
-    let len = cfg.preprocess.image_len();
     for job in jobs {
-        let mut b = Batch {
-            batch_number: job.batch_number,
-            image_size: cfg.preprocess.image_size,
-            images: Vec::with_capacity(job.items.len() * len),
-            ..Default::default()
+        let seq = job.seq;
+        let (result, corrupt) = if job.leftover {
+            count_leftover(job, cfg, epoch, stats);
+            (None, 0)
+        } else {
+            decode_batch(job, tok, cfg, epoch, stats)
         };
-        let mut local = LoadStats::default();
-        for item in job.items {
-            let seed = mix(mix(cfg.seed, epoch), item.index);
-            match decode_and_preprocess(&item.image, &cfg.preprocess, seed) {
-                Ok(t) => {
-                    b.images.extend_from_slice(&t);
-                    b.indices.push(item.index);
-                    b.noisy.push(item.meta.noisy);
-                    b.classes.push(item.meta.class);
-                    b.captions.push(item.caption);
-                }
-                Err(_) => local.skipped_corrupt_image += 1,
-            }
-        }
-        let texts: Vec<&str> = b.captions.iter().map(String::as_str).collect();
-        // Plain captions do not fail to encode; if one ever does, the batch is dropped whole
-        // and counted rather than stopping the run.
-        let result = match tok.encode_batch(&texts, cfg.context_len) {
-            Ok(t) if !b.indices.is_empty() => {
-                b.tokens = t;
-                local.samples += b.indices.len() as u64;
-                Some(b)
-            }
-            Ok(_) => None,
-            Err(_) => {
-                local.skipped_empty_caption += b.indices.len() as u64;
-                None
-            }
-        };
-        if let Ok(mut s) = stats.lock() {
-            s.add(&local);
-        }
-        if out.send((job.seq, result)).is_err() {
+        if out.send((seq, result, corrupt)).is_err() {
             return;
         }
     }
 }
 
+/// Decodes one batch; returns it (unless no image decoded) and how many images failed.
+fn decode_batch(
+    job: Job,
+    tok: &TextTokenizer,
+    cfg: &LoaderConfig,
+    epoch: u64,
+    stats: &Mutex<LoadStats>,
+) -> (Option<Batch>, u64) {
+    let mut b = Batch {
+        batch_number: job.batch_number,
+        image_size: cfg.preprocess.image_size,
+        images: Vec::with_capacity(job.items.len() * cfg.preprocess.image_len()),
+        ..Default::default()
+    };
+    let mut corrupt = 0;
+    for item in job.items {
+        let seed = mix(mix(cfg.seed, epoch), item.index);
+        match decode_and_preprocess(&item.image, &cfg.preprocess, seed) {
+            Ok(t) => {
+                b.images.extend_from_slice(&t);
+                b.indices.push(item.index);
+                b.noisy.push(item.meta.noisy);
+                b.classes.push(item.meta.class);
+                b.captions.push(item.caption);
+            }
+            Err(_) => corrupt += 1,
+        }
+    }
+    let texts: Vec<&str> = b.captions.iter().map(String::as_str).collect();
+    // Plain captions do not fail to encode; if one ever does, the batch is dropped whole
+    // and counted rather than stopping the run.
+    let mut local = LoadStats::default();
+    let result = match tok.encode_batch(&texts, cfg.context_len) {
+        Ok(t) if !b.indices.is_empty() => {
+            b.tokens = t;
+            local.samples += b.indices.len() as u64;
+            Some(b)
+        }
+        Ok(_) => None,
+        Err(_) => {
+            local.skipped_empty_caption += b.indices.len() as u64;
+            None
+        }
+    };
+    if let Ok(mut s) = stats.lock() {
+        s.add(&local);
+    }
+    (result, corrupt)
+}
+
+/// Counts the leftover samples of a `drop_last` epoch as dropped or corrupt, so an epoch
+/// reports every unusable sample of the data, as `dissect data inspect` does.
+fn count_leftover(job: Job, cfg: &LoaderConfig, epoch: u64, stats: &Mutex<LoadStats>) {
+    let mut local = LoadStats::default();
+    for item in job.items {
+        let seed = mix(mix(cfg.seed, epoch), item.index);
+        match decode_and_preprocess(&item.image, &cfg.preprocess, seed) {
+            Ok(_) => local.dropped_last += 1,
+            Err(_) => local.skipped_corrupt_image += 1,
+        }
+    }
+    if let Ok(mut s) = stats.lock() {
+        s.add(&local);
+    }
+}
+
 /// Iterator over one epoch's batches, in order.
 pub struct Epoch {
-    results: Receiver<(u64, Option<Batch>)>,
-    pending: BTreeMap<u64, Option<Batch>>,
+    results: Receiver<(u64, Option<Batch>, u64)>,
+    pending: BTreeMap<u64, (Option<Batch>, u64)>,
     next_seq: u64,
+    /// Decode failures of wholly corrupt batches not yet handed on with a delivered batch.
+    carried_corrupt: u64,
     stats: Arc<Mutex<LoadStats>>,
     stop: Arc<AtomicBool>,
     _handles: Vec<JoinHandle<()>>,
 }
 
 impl Epoch {
-    /// Counts so far; complete once the iterator has returned `None`.
+    /// Counts so far; complete once the iterator has returned `None`. Decode failures inside
+    /// delivered batches are not here but in each [`Batch::corrupt_images`]: add those up for
+    /// the epoch's total. (The other skips are counted over the whole epoch even when it was
+    /// started at a later batch, so a resumed epoch reports them in full.)
     pub fn stats(&self) -> LoadStats {
-        self.stats.lock().map(|s| *s).unwrap_or_default()
+        let mut stats = self.stats.lock().map(|s| *s).unwrap_or_default();
+        stats.skipped_corrupt_image += self.carried_corrupt;
+        stats
     }
 }
 
@@ -377,16 +495,20 @@ impl Iterator for Epoch {
 
     fn next(&mut self) -> Option<Batch> {
         loop {
-            if let Some(b) = self.pending.remove(&self.next_seq) {
+            if let Some((batch, corrupt)) = self.pending.remove(&self.next_seq) {
                 self.next_seq += 1;
-                match b {
-                    Some(b) => return Some(b),
-                    None => continue, // every image of that batch was corrupt
+                self.carried_corrupt += corrupt;
+                match batch {
+                    Some(mut b) => {
+                        b.corrupt_images = std::mem::take(&mut self.carried_corrupt);
+                        return Some(b);
+                    }
+                    None => continue, // every image of that batch was corrupt, or the leftover
                 }
             }
             match self.results.recv() {
-                Ok((seq, b)) => {
-                    self.pending.insert(seq, b);
+                Ok((seq, batch, corrupt)) => {
+                    self.pending.insert(seq, (batch, corrupt));
                 }
                 Err(_) => {
                     // All workers are done. Anything left means a lost job; move past it.
@@ -409,10 +531,13 @@ impl Drop for Epoch {
 /// A decoded held-out sample.
 #[derive(Debug, Clone)]
 pub struct DecodedSample {
+    /// Stable global dataset index.
     pub index: u64,
     /// CHW floats, `3 · image_size²`.
     pub image: Vec<f32>,
+    /// Caption as stored in the shard.
     pub caption: String,
+    /// The sample's metadata (empty when it had none).
     pub meta: SampleMeta,
 }
 
@@ -550,14 +675,31 @@ mod tests {
         assert_eq!(a.iter().map(|b| &b.images).collect::<Vec<_>>(), b.iter().map(|b| &b.images).collect::<Vec<_>>());
         assert_eq!(ids(&a), ids(&run(&l3, 0, 0).0));
 
-        // 59 raw samples pass the cheap checks → 7 full batches (drop_last), one of which lost the corrupt image.
-        assert_eq!(stats.skipped_corrupt_image, 1);
+        // 59 raw samples pass the cheap checks → 7 full batches (drop_last) and 3 left over;
+        // the corrupt image is in a batch (which is one short) or among the leftovers.
+        let corrupt = |stats: &LoadStats, batches: &[Batch]| {
+            stats.skipped_corrupt_image + batches.iter().map(|b| b.corrupt_images).sum::<u64>()
+        };
+        assert_eq!(corrupt(&stats, &a), 1);
         assert_eq!(stats.skipped_empty_caption, 1);
         assert_eq!(stats.skipped_truncated, 1);
+        assert_eq!(stats.skipped_missing_image, 0);
         assert_eq!(a.len(), 7);
         let delivered: usize = a.iter().map(Batch::len).sum();
         assert_eq!(stats.samples, delivered as u64);
-        assert!(delivered == 55 || delivered == 56);
+        assert_eq!(stats.samples + stats.dropped_last + 1, 59);
+        // The epoch reports what `dissect data inspect` reports for the same shards.
+        let inspected = crate::inspect(&set).unwrap();
+        let epoch_total = LoadStats { skipped_corrupt_image: corrupt(&stats, &a), ..stats };
+        assert_eq!(
+            (inspected.corrupt_images, inspected.missing_images, inspected.empty_captions, inspected.truncated),
+            (
+                epoch_total.skipped_corrupt_image,
+                epoch_total.skipped_missing_image,
+                epoch_total.skipped_empty_caption,
+                epoch_total.skipped_truncated
+            )
+        );
 
         // Stable indices: each index always carries the same caption and metadata.
         let (c, _) = run(&l3, 1, 0);
@@ -573,9 +715,12 @@ mod tests {
             }
         }
 
-        // Resume at batch 3 equals the tail of the full epoch.
-        let (r, _) = run(&l3, 0, 3);
+        // Resume at batch 3 equals the tail of the full epoch, and the batches before it
+        // carry the decode failures the resumed epoch does not see again.
+        let (r, resumed_stats) = run(&l3, 0, 3);
         assert_eq!(ids(&r), ids(&a)[3..].to_vec());
+        assert_eq!(corrupt(&resumed_stats, &r) + corrupt(&LoadStats::default(), &a[..3]), 1);
+        assert_eq!((resumed_stats.skipped_empty_caption, resumed_stats.skipped_truncated), (1, 1));
         assert_eq!(r[0].batch_number, 3);
         assert_eq!(r[0].images, a[3].images);
 

@@ -5,30 +5,41 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{DataError, Result};
+use crate::loader::{SkipReason, skip_reason};
 use crate::noise::inject_noise;
 use crate::preprocess::decode;
 use crate::shard::{IMAGE_EXTS, SampleMeta, SampleOut, ShardReader, ShardSet, ShardWriter};
 
+/// What [`pack`] reads and how it writes the shards.
 #[derive(Debug, Clone)]
 pub struct PackOptions {
     /// A folder of images with sidecar `.txt` captions, or a `.csv`/`.tsv` of `path,caption`.
     pub input: PathBuf,
+    /// Output directory for the shards and index (created if missing).
     pub out: PathBuf,
     /// Shard name prefix: shards are `{name}-000000.tar`, index `{name}.index.json`.
     pub name: String,
+    /// Maximum samples per shard (> 0).
     pub shard_size: u64,
+    /// Fraction of pairs whose caption is swapped by noise injection, 0–1; above 0, every
+    /// sample gets a `noisy` flag in its metadata.
     pub noise_rate: f64,
+    /// Seed of the noise injection.
     pub seed: u64,
 }
 
+/// What [`pack`] wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct PackReport {
+    /// Samples written.
     pub samples: u64,
+    /// Shards written.
     pub shards: usize,
     /// Pattern of the written shards, relative to `out`.
     pub pattern: String,
     /// Inputs without a caption or whose image file could not be read.
     pub skipped: u64,
+    /// Pairs whose caption was swapped by noise injection.
     pub noisy: u64,
 }
 
@@ -155,18 +166,29 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
 /// Caption-length histogram buckets, in words.
 pub const CAPTION_BUCKETS: [(usize, usize); 6] = [(0, 0), (1, 4), (5, 9), (10, 19), (20, 49), (50, usize::MAX)];
 
+/// Statistics of a shard set, from [`inspect`]. Each unusable sample is counted once, for the
+/// first reason in the loader's order (truncated, empty caption, missing image, corrupt image).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct InspectReport {
+    /// Shards in the set.
     pub shards: usize,
+    /// Samples (keys) read, counting unusable ones.
     pub samples: u64,
+    /// `(shard file name, samples)` per shard, in set order; 0 for an unreadable shard.
     pub per_shard: Vec<(String, u64)>,
-    /// Counts per [`CAPTION_BUCKETS`] entry.
+    /// Counts per caption-length bucket, in words: 0, 1–4, 5–9, 10–19, 20–49, 50 and more.
     pub caption_words: [u64; 6],
+    /// Samples whose image fails to decode.
     pub corrupt_images: u64,
+    /// Samples without an image member.
     pub missing_images: u64,
+    /// Samples with a member cut short by the end of the tar file.
     pub truncated: u64,
+    /// Samples with a missing, empty or whitespace-only caption.
     pub empty_captions: u64,
+    /// Samples whose metadata flags them noisy.
     pub noisy_flagged: u64,
+    /// Shards that could not be opened.
     pub unreadable_shards: u64,
     /// Up to 20 `shard:key` names of bad members, for a human to look at.
     pub examples: Vec<String>,
@@ -218,29 +240,33 @@ pub fn inspect(set: &ShardSet) -> Result<InspectReport> {
                     r.examples.push(format!("{name}:{} ({what})", raw.key));
                 }
             };
-            if raw.truncated {
-                r.truncated += 1;
-                bad("truncated", &mut r);
-                return;
+            if !raw.truncated {
+                let words = raw.caption.as_deref().map_or(0, |c| c.split_whitespace().count());
+                if let Some(b) = CAPTION_BUCKETS.iter().position(|(lo, hi)| (*lo..=*hi).contains(&words)) {
+                    r.caption_words[b] += 1;
+                }
             }
-            let words = raw.caption.as_deref().map_or(0, |c| c.split_whitespace().count());
-            if words == 0 {
-                r.empty_captions += 1;
-                bad("empty caption", &mut r);
-            }
-            if let Some(b) = CAPTION_BUCKETS.iter().position(|(lo, hi)| (*lo..=*hi).contains(&words)) {
-                r.caption_words[b] += 1;
-            }
-            match &raw.image {
-                None => {
+            // One reason per sample, in the loader's order, so the counts equal a training
+            // epoch's skipped-sample counts.
+            match skip_reason(&raw) {
+                Some(SkipReason::Truncated) => {
+                    r.truncated += 1;
+                    bad("truncated", &mut r);
+                }
+                Some(SkipReason::EmptyCaption) => {
+                    r.empty_captions += 1;
+                    bad("empty caption", &mut r);
+                }
+                Some(SkipReason::MissingImage) => {
                     r.missing_images += 1;
                     bad("no image", &mut r);
                 }
-                Some((_, bytes)) if decode(bytes).is_err() => {
-                    r.corrupt_images += 1;
-                    bad("corrupt image", &mut r);
+                None => {
+                    if raw.image.as_ref().is_some_and(|(_, bytes)| decode(bytes).is_err()) {
+                        r.corrupt_images += 1;
+                        bad("corrupt image", &mut r);
+                    }
                 }
-                _ => {}
             }
             if raw.meta.as_ref().and_then(|m| m.noisy) == Some(true) {
                 r.noisy_flagged += 1;

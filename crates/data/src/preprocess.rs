@@ -9,12 +9,15 @@ use crate::error::{DataError, Result};
 
 /// CLIP's normalisation constants (OpenAI), the usual choice for CLIP-style models.
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// CLIP's per-channel (RGB) standard deviations, on the 0–1 pixel scale, paired with [`CLIP_MEAN`].
 pub const CLIP_STD: [f32; 3] = [0.268_629_55, 0.261_302_6, 0.275_777_1];
 
 /// Random-resized-crop parameters (torchvision semantics: area fraction and aspect ratio).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RandomResizedCrop {
+    /// Range of the crop's area as a fraction of the image's area.
     pub scale: (f32, f32),
+    /// Range of the crop's aspect ratio (width / height), sampled log-uniformly.
     pub ratio: (f32, f32),
 }
 
@@ -25,17 +28,21 @@ impl Default for RandomResizedCrop {
     }
 }
 
+/// How an image becomes a normalised CHW tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreprocessConfig {
     /// Output side length (square).
     pub image_size: u32,
+    /// Per-channel (RGB) mean subtracted, on the 0–1 pixel scale.
     pub mean: [f32; 3],
+    /// Per-channel (RGB) standard deviation divided by, on the 0–1 pixel scale; must be positive.
     pub std: [f32; 3],
     /// `Some` for training-time augmentation; `None` = resize shorter side + centre crop.
     pub random_resized_crop: Option<RandomResizedCrop>,
 }
 
 impl PreprocessConfig {
+    /// Square `image_size` output with CLIP normalisation and no random crop.
     pub fn new(image_size: u32) -> Self {
         Self { image_size, mean: CLIP_MEAN, std: CLIP_STD, random_resized_crop: None }
     }

@@ -16,6 +16,7 @@ const SHAPE_WORDS: [&[&str]; 7] = [
     &["star"],
     &["ring", "hollow circle"],
 ];
+/// Colour names, indexed by [`Object::color`].
 pub const COLORS: [&str; 8] = ["red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink"];
 const COLOR_WORDS: [&[&str]; 8] = [
     &["red"],
@@ -37,9 +38,9 @@ const RGB: [[u8; 3]; 8] = [
     [30, 210, 215],
     [250, 115, 190],
 ];
-pub const SIZES: [&str; 2] = ["small", "big"];
+/// Words for each size (the first is its name), indexed by [`Object::size`].
 const SIZE_WORDS: [&[&str]; 2] = [&["small", "little", "tiny"], &["big", "large"]];
-pub const POSITIONS: [&str; 5] = ["top left", "top right", "bottom left", "bottom right", "center"];
+/// Words for each position (the first is its name), indexed by [`Object::position`].
 const POSITION_WORDS: [&[&str]; 5] = [
     &["top left", "upper left"],
     &["top right", "upper right"],
@@ -63,27 +64,37 @@ pub const SINGLE_TEMPLATES: [&str; 6] = [
     "{A} {pos} on a plain background",
     "a picture of {A} {pos}",
 ];
+/// Caption templates for two-object scenes, with the placeholders of [`SINGLE_TEMPLATES`];
+/// `{posA}`/`{posB}` are the position phrases of the first and second object.
 pub const PAIR_TEMPLATES: [&str; 5] =
     ["{A} {rel} {B}", "{A} and {B}", "{A} {posA} and {B} {posB}", "there is {A} {rel} {B}", "{B} with {A} {rel} it"];
 
 /// One drawn object.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Object {
+    /// Index into [`SHAPES`].
     pub shape: usize,
+    /// Index into [`COLORS`].
     pub color: usize,
+    /// Index into `SIZE_WORDS` (small, big).
     pub size: usize,
+    /// Index into `POSITION_WORDS` (top left, top right, bottom left, bottom right, center).
     pub position: usize,
 }
 
 /// A generated scene: image, caption and its objects (first object = class).
 #[derive(Debug, Clone)]
 pub struct Scene {
+    /// The drawn image (square).
     pub image: RgbImage,
+    /// The caption; it describes the image truthfully (noise is injected later).
     pub caption: String,
+    /// The drawn objects.
     pub objects: Vec<Object>,
 }
 
 impl Scene {
+    /// The class label: the first object's shape index (0 for a scene without objects).
     pub fn class(&self) -> u32 {
         self.objects.first().map_or(0, |o| o.shape as u32)
     }

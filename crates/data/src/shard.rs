@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -31,11 +31,13 @@ pub struct SampleMeta {
     /// Class label for zero-shot evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<u32>,
+    /// Any other fields, kept as they were.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl SampleMeta {
+    /// Whether no field is set (nothing worth writing as `{key}.json`).
     pub fn is_empty(&self) -> bool {
         self.noisy.is_none() && self.original_caption.is_none() && self.class.is_none() && self.extra.is_empty()
     }
@@ -44,11 +46,13 @@ impl SampleMeta {
 /// One sample as stored in a shard, before decoding.
 #[derive(Debug, Clone, Default)]
 pub struct RawSample {
+    /// The members' shared key (path up to the first `.` of the file name).
     pub key: String,
     /// Lower-case extension and bytes of the image member.
     pub image: Option<(String, Vec<u8>)>,
     /// Caption text (lossy UTF-8, trimmed).
     pub caption: Option<String>,
+    /// Parsed `{key}.json`; `None` when absent or unparsable.
     pub meta: Option<SampleMeta>,
     /// A member of this sample ended before its declared size (truncated shard).
     pub truncated: bool,
@@ -68,6 +72,7 @@ pub struct ShardReader<R: Read> {
 }
 
 impl ShardReader<BufReader<File>> {
+    /// Opens the shard file at `path`, buffered.
     pub fn open(path: &Path) -> Result<Self> {
         let f = File::open(path).map_err(|e| DataError::io(path, e))?;
         Ok(Self::new(BufReader::with_capacity(1 << 20, f)))
@@ -75,6 +80,7 @@ impl ShardReader<BufReader<File>> {
 }
 
 impl<R: Read> ShardReader<R> {
+    /// Reads a tar stream from `reader`.
     pub fn new(reader: R) -> Self {
         Self { archive: tar::Archive::new(reader) }
     }
@@ -154,18 +160,23 @@ impl<R: Read> ShardReader<R> {
 pub struct ShardEntry {
     /// File name of the shard (no directory), so the dataset can be moved.
     pub shard: String,
+    /// Samples (keys) in the shard.
     pub samples: u64,
+    /// Global index of the shard's first sample; its samples take consecutive indices.
     pub first_index: u64,
 }
 
 /// Contents of `{name}.index.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardIndex {
+    /// Format version (currently 1).
     pub version: u32,
+    /// Every indexed shard, in the order they were added.
     pub shards: Vec<ShardEntry>,
 }
 
 impl ShardIndex {
+    /// Reads an index file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
         let idx: ShardIndex =
@@ -186,9 +197,7 @@ impl ShardIndex {
 }
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| DataError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+    dissect_io::write_atomic(path, bytes).map_err(|e| DataError::io(path, e))
 }
 
 /// Index-file name for a set of shard file names: their common prefix without trailing
@@ -212,15 +221,20 @@ pub fn index_name(shard_names: &[String]) -> String {
 /// A shard file with its place in the global index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shard {
+    /// Path of the shard file.
     pub path: PathBuf,
+    /// Samples in the shard, from the index.
     pub samples: u64,
+    /// Global index of the shard's first sample.
     pub first_index: u64,
 }
 
 /// An ordered set of shards with stable global indices.
 #[derive(Debug, Clone)]
 pub struct ShardSet {
+    /// The shards, in the order they were listed.
     pub shards: Vec<Shard>,
+    /// The index file the global indices come from (in the first shard's directory).
     pub index_path: PathBuf,
 }
 
@@ -305,7 +319,7 @@ pub struct ShardWriter {
     dir: PathBuf,
     name: String,
     max_per_shard: u64,
-    current: Option<(tar::Builder<BufWriter<File>>, PathBuf)>,
+    current: Option<(tar::Builder<dissect_io::AtomicFile>, PathBuf)>,
     index: ShardIndex,
     next_index: u64,
 }
@@ -315,8 +329,11 @@ pub struct ShardWriter {
 pub struct SampleOut<'a> {
     /// Image file extension (`jpg`, `png`, …) and encoded bytes.
     pub image_ext: &'a str,
+    /// Encoded image bytes, written unchanged.
     pub image: &'a [u8],
+    /// Caption text.
     pub caption: &'a str,
+    /// Metadata, written as `{key}.json` unless `None` or empty.
     pub meta: Option<&'a SampleMeta>,
 }
 
@@ -324,6 +341,8 @@ pub struct SampleOut<'a> {
 const SHARD_DIGITS: usize = 6;
 
 impl ShardWriter {
+    /// A writer of shards `{name}-NNNNNN.tar` in `dir` (created if missing), at most
+    /// `max_per_shard` (> 0) samples each. Global indices start at 0.
     pub fn new(dir: impl Into<PathBuf>, name: &str, max_per_shard: u64) -> Result<Self> {
         if max_per_shard == 0 {
             return Err(DataError::Invalid("max samples per shard must be > 0".into()));
@@ -357,8 +376,9 @@ impl ShardWriter {
             self.close_current()?;
             let file = self.shard_file(self.index.shards.len());
             let path = self.dir.join(&file);
-            let f = File::create(&path).map_err(|e| DataError::io(&path, e))?;
-            self.current = Some((tar::Builder::new(BufWriter::new(f)), path));
+            // A shard appears under its name only once complete (see `close_current`).
+            let f = dissect_io::AtomicFile::create(&path).map_err(|e| DataError::io(&path, e))?;
+            self.current = Some((tar::Builder::new(f), path));
             self.index.shards.push(ShardEntry { shard: file, samples: 0, first_index: self.next_index });
         }
         let idx = self.next_index;
@@ -392,8 +412,8 @@ impl ShardWriter {
 
     fn close_current(&mut self) -> Result<()> {
         if let Some((builder, path)) = self.current.take() {
-            let mut w = builder.into_inner().map_err(|e| DataError::io(&path, e))?;
-            w.flush().map_err(|e| DataError::io(&path, e))?;
+            let file = builder.into_inner().map_err(|e| DataError::io(&path, e))?;
+            file.commit().map_err(|e| DataError::io(&path, e))?;
         }
         Ok(())
     }
@@ -413,6 +433,7 @@ impl ShardWriter {
         Ok((pattern, self.index))
     }
 
+    /// The directory the shards are written to.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

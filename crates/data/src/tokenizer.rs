@@ -11,7 +11,9 @@ use tokenizers::{AddedToken, Tokenizer};
 use crate::error::{DataError, Result};
 use crate::shard::{ShardReader, ShardSet};
 
+/// CLIP's start-of-text token, put first in every row.
 pub const START_TOKEN: &str = "<|startoftext|>";
+/// CLIP's end-of-text token, put after the last caption token.
 pub const END_TOKEN: &str = "<|endoftext|>";
 /// Padding token of trained vocabularies; it takes id 0 so that padding with 0 is unambiguous.
 pub const PAD_TOKEN: &str = "<|pad|>";
@@ -25,13 +27,16 @@ pub struct TokenBatch {
     pub ids: Vec<u32>,
     /// Position of the end token in each row (CLIP pools the text feature there).
     pub eot_positions: Vec<usize>,
+    /// Ids per row.
     pub context_len: usize,
 }
 
 impl TokenBatch {
+    /// Number of rows.
     pub fn len(&self) -> usize {
         self.eot_positions.len()
     }
+    /// Whether the batch has no row.
     pub fn is_empty(&self) -> bool {
         self.eot_positions.is_empty()
     }
@@ -117,17 +122,21 @@ impl TextTokenizer {
         Self::from_inner(Tokenizer::from_file(path).map_err(tok_err)?)
     }
 
+    /// Writes the tokenizer as a `tokenizer.json` that [`TextTokenizer::load`] reads.
     pub fn save(&self, path: &Path) -> Result<()> {
         self.inner.save(path, false).map_err(tok_err)
     }
 
+    /// Vocabulary size, special tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
 
+    /// Id of the start-of-text token `<|startoftext|>`.
     pub fn start_id(&self) -> u32 {
         self.sot
     }
+    /// Id of the end-of-text token `<|endoftext|>`.
     pub fn end_id(&self) -> u32 {
         self.eot
     }

@@ -14,7 +14,9 @@ pub fn clip_score(a: &[f32], b: &[f32]) -> f32 {
 /// Mean CLIPScore of matched pairs (row i with row i) and of mismatched pairs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClipScoreReport {
+    /// Mean CLIPScore of matched pairs (image i with text i), 0–100.
     pub matched: f64,
+    /// Mean CLIPScore of the shifted pairs, 0–100.
     pub random: f64,
     /// The cyclic shift used for the mismatched pairs (image i with text (i + shift) mod n).
     pub shift: usize,

@@ -26,14 +26,17 @@ impl<'a> Features<'a> {
         Ok(Self { data, rows: data.len() / dim, dim })
     }
 
+    /// Number of rows.
     pub fn rows(&self) -> usize {
         self.rows
     }
 
+    /// Floats per row.
     pub fn dim(&self) -> usize {
         self.dim
     }
 
+    /// The whole row-major buffer, `rows() · dim()` floats.
     pub fn data(&self) -> &'a [f32] {
         self.data
     }

@@ -1,31 +1,38 @@
-//! dissect-eval: evaluation metrics and reports for CLIP-style models trained with online
-//! sample selection. Works on plain `f32` feature matrices and score vectors; no deep-learning
-//! dependency.
+#![doc = include_str!("../README.md")]
 //!
-//! - [`retrieval`]: image→text / text→image Recall@K and mean/median rank (blocked, threaded).
-//! - [`zeroshot`]: zero-shot classification from prompt-ensembled class embeddings.
-//! - [`clipscore`]: mean CLIPScore of matched vs shifted pairs.
-//! - [`noise`]: noise-detection metrics of a selection strategy.
-//! - [`table`]: the strategy comparison table (Markdown, JSON).
-//! - [`plots`]: report plots (PNG + SVG, bundled font).
+//! ## Contents
+//!
+//! - Retrieval: [`retrieval_metrics`], [`retrieval_ranks`] — image→text / text→image Recall@K
+//!   and mean/median rank (blocked, threaded).
+//! - Zero-shot: [`zero_shot_accuracy`] from prompt-ensembled [`class_embeddings`].
+//! - [`clip_score_matched_vs_random`]: mean CLIPScore of matched vs shifted pairs.
+//! - Noise detection of a selection strategy: [`noise_detection`], [`roc_auc`].
+//! - [`EvalReport`]: the held-out report; [`StrategyResult`], [`to_markdown`]: the comparison
+//!   table; [`Histogram`]; report plots (PNG + SVG, bundled font): [`plot_r1_vs_time`] and
+//!   the other `plot_*` functions.
+#![warn(missing_docs)]
 
-pub mod clipscore;
-pub mod error;
-pub mod features;
-pub mod noise;
-pub mod plots;
-pub mod retrieval;
-pub mod table;
-pub mod zeroshot;
+mod clipscore;
+mod error;
+mod features;
+mod histogram;
+mod noise;
+mod plots;
+mod report;
+mod retrieval;
+mod table;
+mod zeroshot;
 
 pub use clipscore::{ClipScoreReport, clip_score, clip_score_matched_vs_random};
 pub use error::{EvalError, Result};
 pub use features::{Features, dot, normalize};
+pub use histogram::Histogram;
 pub use noise::{NoiseDetection, Visit, noise_detection, noise_detection_per_epoch, roc_auc};
 pub use plots::{
     EpochHistogram, EpochScoreSummary, NamedCurve, PlotFiles, ScoreTrajectories, plot_noise_fraction, plot_r1_vs_time,
     plot_score_trajectories, plot_selected_histograms, score_trajectories, selected_histograms, summarize_scores,
 };
+pub use report::EvalReport;
 pub use retrieval::{
     RetrievalMetrics, RetrievalRanks, RetrievalReport, RetrievalTargets, default_threads, retrieval_metrics,
     retrieval_ranks,

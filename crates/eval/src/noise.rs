@@ -12,9 +12,13 @@ use serde::{Deserialize, Serialize};
 /// score (higher = kept first), if the strategy ranks at all.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Visit {
+    /// Epoch of the visit.
     pub epoch: usize,
+    /// Ground truth: the pair is noisy.
     pub noisy: bool,
+    /// The row was kept for training.
     pub selected: bool,
+    /// The ranking score, `None` when the strategy did not rank.
     pub score: Option<f64>,
 }
 
@@ -24,8 +28,11 @@ pub struct Visit {
 pub struct NoiseDetection {
     /// The epoch, or `None` for an aggregate over several epochs.
     pub epoch: Option<usize>,
+    /// Visits counted.
     pub visits: usize,
+    /// Selected visits.
     pub selected: usize,
+    /// Noisy visits.
     pub noisy: usize,
     /// Noisy visits among selected visits.
     pub selected_noise_fraction: Option<f64>,
@@ -33,7 +40,9 @@ pub struct NoiseDetection {
     pub data_noise_fraction: Option<f64>,
     /// "Not selected" as a noise detector: TP = noisy and not selected.
     pub precision: Option<f64>,
+    /// Share of noisy visits that were not selected.
     pub recall: Option<f64>,
+    /// Harmonic mean of `precision` and `recall` (0 when both are 0).
     pub f1: Option<f64>,
     /// ROC-AUC of the ranking score as a detector of CLEAN pairs, over visits with a finite
     /// score; `None` without both clean and noisy scored visits.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use dissect_io::{commit_file, temp_path_keeping_extension};
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -12,6 +13,7 @@ use plotters::style::{FontStyle, register_font};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
+use crate::histogram::Histogram;
 use crate::noise::NoiseDetection;
 use crate::table::StrategyResult;
 
@@ -30,7 +32,9 @@ fn ensure_font() -> Result<()> {
 /// Where one plot was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlotFiles {
+    /// The PNG file.
     pub png: PathBuf,
+    /// The SVG file.
     pub svg: PathBuf,
 }
 
@@ -48,12 +52,19 @@ impl PlotFiles {
 /// interpolate linearly between order statistics (numpy's default).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EpochScoreSummary {
+    /// The epoch summarised.
     pub epoch: usize,
+    /// Finite scores summarised (non-finite ones are dropped).
     pub count: usize,
+    /// Mean score.
     pub mean: f64,
+    /// Population standard deviation.
     pub std: f64,
+    /// 25th percentile.
     pub q25: f64,
+    /// Median (50th percentile).
     pub median: f64,
+    /// 75th percentile.
     pub q75: f64,
 }
 
@@ -79,7 +90,9 @@ pub fn summarize_scores(epoch: usize, scores: &[f64]) -> Option<EpochScoreSummar
 /// Per-epoch summaries of clean and of noisy pairs' scores.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScoreTrajectories {
+    /// Clean pairs, one summary per epoch with scores, ascending.
     pub clean: Vec<EpochScoreSummary>,
+    /// Noisy pairs, one summary per epoch with scores, ascending.
     pub noisy: Vec<EpochScoreSummary>,
 }
 
@@ -94,15 +107,14 @@ pub fn score_trajectories(records: impl IntoIterator<Item = (usize, f64, bool)>)
     ScoreTrajectories { clean: sum(clean), noisy: sum(noisy) }
 }
 
-/// Histogram of one epoch's selected-set scores. `counts[i]` counts scores in
-/// `[edges[i], edges[i+1])` (the last bin includes its upper edge); `noisy`, when flags are
-/// known, is the noisy part of each bin.
+/// The CLIPScore histogram of one epoch's selected rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochHistogram {
+    /// Epoch the rows were selected in.
     pub epoch: usize,
-    pub edges: Vec<f64>,
-    pub counts: Vec<u64>,
-    pub noisy: Option<Vec<u64>>,
+    /// The counts.
+    #[serde(flatten)]
+    pub histogram: Histogram,
 }
 
 /// Per-epoch histograms with `bins` bins over edges shared by all epochs (so panels compare),
@@ -112,9 +124,6 @@ pub fn selected_histograms(
     records: impl IntoIterator<Item = (usize, f64, Option<bool>)>,
     bins: usize,
 ) -> Result<Vec<EpochHistogram>> {
-    if bins == 0 {
-        return Err(EvalError::Invalid("histogram needs at least one bin".into()));
-    }
     let recs: Vec<_> = records.into_iter().filter(|r| r.1.is_finite()).collect();
     if recs.is_empty() {
         return Err(EvalError::Empty("no scores for histograms"));
@@ -124,32 +133,20 @@ pub fn selected_histograms(
     if hi <= lo {
         hi = lo + 1.0;
     }
-    let width = (hi - lo) / bins as f64;
-    let edges: Vec<f64> = (0..=bins).map(|i| lo + width * i as f64).collect();
-    let mut per: BTreeMap<usize, (Vec<u64>, Option<Vec<u64>>)> = BTreeMap::new();
-    for (e, s, flag) in recs {
-        let b = (((s - lo) / width) as usize).min(bins - 1);
-        let entry = per.entry(e).or_insert_with(|| (vec![0; bins], Some(vec![0; bins])));
-        entry.0[b] += 1;
-        match flag {
-            None => entry.1 = None,
-            Some(n) => {
-                if let Some(noisy) = entry.1.as_mut() {
-                    noisy[b] += u64::from(n);
-                }
-            }
-        }
+    let empty = Histogram::uniform(lo, hi, bins)?;
+    let mut per: BTreeMap<usize, Histogram> = BTreeMap::new();
+    for (epoch, score, flag) in recs {
+        per.entry(epoch).or_insert_with(|| empty.clone()).add(score, flag);
     }
-    Ok(per
-        .into_iter()
-        .map(|(epoch, (counts, noisy))| EpochHistogram { epoch, edges: edges.clone(), counts, noisy })
-        .collect())
+    Ok(per.into_iter().map(|(epoch, histogram)| EpochHistogram { epoch, histogram }).collect())
 }
 
 /// A named `(x, y)` curve, one line in a plot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NamedCurve {
+    /// Legend label.
     pub name: String,
+    /// The `(x, y)` points, in drawing order.
     pub points: Vec<(f64, f64)>,
 }
 
@@ -208,16 +205,20 @@ macro_rules! render_both {
     ($stem:expr, $size:expr, $draw:ident($($arg:expr),*)) => {{
         ensure_font()?;
         let files = PlotFiles::for_stem($stem)?;
+        // Each file is drawn under a temporary name and renamed when complete.
+        let (png, svg) = (temp_path_keeping_extension(&files.png), temp_path_keeping_extension(&files.svg));
         {
-            let root = BitMapBackend::new(&files.png, $size).into_drawing_area();
+            let root = BitMapBackend::new(&png, $size).into_drawing_area();
             $draw(&root, $($arg),*).map_err(EvalError::Plot)?;
             root.present().map_err(|e| EvalError::Plot(e.to_string()))?;
         }
         {
-            let root = SVGBackend::new(&files.svg, $size).into_drawing_area();
+            let root = SVGBackend::new(&svg, $size).into_drawing_area();
             $draw(&root, $($arg),*).map_err(EvalError::Plot)?;
             root.present().map_err(|e| EvalError::Plot(e.to_string()))?;
         }
+        commit_file(&png, &files.png)?;
+        commit_file(&svg, &files.svg)?;
         Ok(files)
     }};
 }
@@ -300,9 +301,10 @@ pub fn plot_selected_histograms(stem: &Path, hists: &[EpochHistogram], title: &s
         return Err(EvalError::Empty("no histograms to plot"));
     }
     for h in hists {
-        let bad_noisy =
-            h.noisy.as_ref().is_some_and(|n| n.len() != h.counts.len() || n.iter().zip(&h.counts).any(|(a, b)| a > b));
-        if h.edges.len() != h.counts.len() + 1 || h.counts.is_empty() || bad_noisy {
+        let bad_noisy = h.histogram.noisy.as_ref().is_some_and(|n| {
+            n.len() != h.histogram.counts.len() || n.iter().zip(&h.histogram.counts).any(|(a, b)| a > b)
+        });
+        if h.histogram.edges.len() != h.histogram.counts.len() + 1 || h.histogram.counts.is_empty() || bad_noisy {
             return Err(EvalError::Invalid(format!("histogram of epoch {} has inconsistent edges/counts", h.epoch)));
         }
     }
@@ -320,9 +322,9 @@ fn draw_histograms<DB: DrawingBackend>(
 ) -> std::result::Result<(), String> {
     root.fill(&WHITE).pe()?;
     let root = root.titled(title, ("sans-serif", 26)).pe()?;
-    let x0 = hists.iter().map(|h| h.edges[0]).fold(f64::INFINITY, f64::min);
-    let x1 = hists.iter().map(|h| h.edges[h.edges.len() - 1]).fold(f64::NEG_INFINITY, f64::max);
-    let ymax = hists.iter().flat_map(|h| h.counts.iter()).copied().max().unwrap_or(1).max(1) as f64 * 1.1;
+    let x0 = hists.iter().map(|h| h.histogram.edges[0]).fold(f64::INFINITY, f64::min);
+    let x1 = hists.iter().map(|h| h.histogram.edges[h.histogram.edges.len() - 1]).fold(f64::NEG_INFINITY, f64::max);
+    let ymax = hists.iter().flat_map(|h| h.histogram.counts.iter()).copied().max().unwrap_or(1).max(1) as f64 * 1.1;
     for (i, (panel, h)) in root.split_evenly(grid).iter().zip(hists).enumerate() {
         let mut chart = ChartBuilder::on(panel)
             .caption(format!("epoch {}", h.epoch), ("sans-serif", 18))
@@ -339,25 +341,31 @@ fn draw_histograms<DB: DrawingBackend>(
             .axis_desc_style(("sans-serif", 14))
             .draw()
             .pe()?;
-        let noisy = |b: usize| h.noisy.as_ref().map_or(0, |n| n[b]) as f64;
-        let base_color = if h.noisy.is_some() { CLEAN } else { RGBColor(110, 110, 110) };
+        let noisy = |b: usize| h.histogram.noisy.as_ref().map_or(0, |n| n[b]) as f64;
+        let base_color = if h.histogram.noisy.is_some() { CLEAN } else { RGBColor(110, 110, 110) };
         let lower = chart
-            .draw_series((0..h.counts.len()).map(|b| {
-                let clean = h.counts[b] as f64 - noisy(b);
-                Rectangle::new([(h.edges[b], 0.0), (h.edges[b + 1], clean)], base_color.mix(0.8).filled())
+            .draw_series((0..h.histogram.counts.len()).map(|b| {
+                let clean = h.histogram.counts[b] as f64 - noisy(b);
+                Rectangle::new(
+                    [(h.histogram.edges[b], 0.0), (h.histogram.edges[b + 1], clean)],
+                    base_color.mix(0.8).filled(),
+                )
             }))
             .pe()?;
         // One legend is enough: label only the first panel's series.
         if i == 0 {
             lower
-                .label(if h.noisy.is_some() { "clean" } else { "selected" })
+                .label(if h.histogram.noisy.is_some() { "clean" } else { "selected" })
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], base_color.filled()));
         }
-        if h.noisy.is_some() {
+        if h.histogram.noisy.is_some() {
             let upper = chart
-                .draw_series((0..h.counts.len()).map(|b| {
-                    let clean = h.counts[b] as f64 - noisy(b);
-                    Rectangle::new([(h.edges[b], clean), (h.edges[b + 1], h.counts[b] as f64)], NOISY.mix(0.8).filled())
+                .draw_series((0..h.histogram.counts.len()).map(|b| {
+                    let clean = h.histogram.counts[b] as f64 - noisy(b);
+                    Rectangle::new(
+                        [(h.histogram.edges[b], clean), (h.histogram.edges[b + 1], h.histogram.counts[b] as f64)],
+                        NOISY.mix(0.8).filled(),
+                    )
                 }))
                 .pe()?;
             if i == 0 {

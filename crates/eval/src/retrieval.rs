@@ -80,10 +80,12 @@ impl RetrievalTargets {
         Ok(Self { n_images, text_group, group_images, group_texts, image_groups })
     }
 
+    /// Number of images.
     pub fn n_images(&self) -> usize {
         self.n_images
     }
 
+    /// Number of texts.
     pub fn n_texts(&self) -> usize {
         self.text_group.len()
     }
@@ -94,11 +96,15 @@ impl RetrievalTargets {
 pub struct RetrievalMetrics {
     /// Recall@K in percent (0–100).
     pub r1: f64,
+    /// Recall@5 in percent (0–100).
     pub r5: f64,
+    /// Recall@10 in percent (0–100).
     pub r10: f64,
+    /// Mean of the 1-based ranks.
     pub mean_rank: f64,
     /// Median of the ranks (mean of the two middle ones for an even count).
     pub median_rank: f64,
+    /// Number of queries (ranks) summarised.
     pub queries: usize,
 }
 
@@ -132,7 +138,9 @@ impl RetrievalMetrics {
 /// Both directions: `image_to_text` is TR (text retrieval), `text_to_image` is IR.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RetrievalReport {
+    /// Image→text (TR): one query per image.
     pub image_to_text: RetrievalMetrics,
+    /// Text→image (IR): one query per text.
     pub text_to_image: RetrievalMetrics,
 }
 
@@ -146,7 +154,9 @@ impl RetrievalReport {
 /// Per-query 1-based ranks for both directions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetrievalRanks {
+    /// Rank of every image query, indexed by image.
     pub image_to_text: Vec<u32>,
+    /// Rank of every text query, indexed by text.
     pub text_to_image: Vec<u32>,
 }
 

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
+use crate::report::EvalReport;
 
 /// Name of the full-data baseline whose final mean R@1 is the time-to-accuracy target.
 pub const FULL_STRATEGY: &str = "full";
@@ -11,19 +12,17 @@ pub const FULL_STRATEGY: &str = "full";
 /// Recalls and zero-shot are percentages (0–100); noise fractions are 0–1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StrategyResult {
+    /// Strategy name.
     pub strategy: String,
-    pub tr_r1: f64,
-    pub tr_r5: f64,
-    pub tr_r10: f64,
-    pub ir_r1: f64,
-    pub ir_r5: f64,
-    pub ir_r10: f64,
-    #[serde(default)]
-    pub zero_shot: Option<f64>,
+    /// The run's final held-out evaluation.
+    pub eval: EvalReport,
+    /// Mean share of noisy pairs among the selected rows (over the epochs the caller chose).
     #[serde(default)]
     pub selected_noise_fraction: Option<f64>,
+    /// Share of noisy pairs among all rows visited in those epochs.
     #[serde(default)]
     pub data_noise_fraction: Option<f64>,
+    /// Training wall time (evaluation excluded), seconds.
     pub wall_time_s: f64,
     /// Filled by [`fill_time_to_full`].
     #[serde(default)]
@@ -34,8 +33,9 @@ pub struct StrategyResult {
 }
 
 impl StrategyResult {
+    /// The final `(TR R@1 + IR R@1) / 2`.
     pub fn mean_r1(&self) -> f64 {
-        (self.tr_r1 + self.ir_r1) / 2.0
+        self.eval.mean_r1()
     }
 }
 
@@ -74,15 +74,16 @@ pub fn to_markdown(results: &[StrategyResult]) -> String {
     for r in results {
         // Pipes inside a strategy name would break the table layout.
         let name = r.strategy.replace('|', "\\|");
+        let (tr, ir) = (&r.eval.retrieval.image_to_text, &r.eval.retrieval.text_to_image);
         s.push_str(&format!(
             "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            num(r.tr_r1),
-            num(r.tr_r5),
-            num(r.tr_r10),
-            num(r.ir_r1),
-            num(r.ir_r5),
-            num(r.ir_r10),
-            opt(r.zero_shot, 1.0),
+            num(tr.r1),
+            num(tr.r5),
+            num(tr.r10),
+            num(ir.r1),
+            num(ir.r5),
+            num(ir.r10),
+            opt(r.eval.zero_shot_top1(), 1.0),
             opt(r.selected_noise_fraction, 100.0),
             num(r.wall_time_s),
             opt(r.time_to_full_r1_s, 1.0),
@@ -108,16 +109,28 @@ pub fn from_json(s: &str) -> Result<Vec<StrategyResult>> {
 mod tests {
     use super::*;
 
+    use crate::{ClipScoreReport, RetrievalMetrics, RetrievalReport};
+
     fn row(name: &str, tr: f64, ir: f64, curve: Vec<(f64, f64)>) -> StrategyResult {
+        let direction = |r1: f64, r5: f64, r10: f64| RetrievalMetrics {
+            r1,
+            r5,
+            r10,
+            mean_rank: 3.0,
+            median_rank: 2.0,
+            queries: 100,
+        };
+        let retrieval =
+            RetrievalReport { image_to_text: direction(tr, 50.0, 60.0), text_to_image: direction(ir, 40.0, 55.5) };
         StrategyResult {
             strategy: name.into(),
-            tr_r1: tr,
-            tr_r5: 50.0,
-            tr_r10: 60.0,
-            ir_r1: ir,
-            ir_r5: 40.0,
-            ir_r10: 55.5,
-            zero_shot: None,
+            eval: EvalReport {
+                retrieval,
+                zero_shot: None,
+                clipscore: ClipScoreReport { matched: 30.0, random: 10.0, shift: 1 },
+                images: 100,
+                texts: 100,
+            },
             selected_noise_fraction: Some(0.123),
             data_noise_fraction: Some(0.4),
             wall_time_s: 10.0,

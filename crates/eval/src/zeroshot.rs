@@ -8,10 +8,13 @@ use crate::features::{Features, dot, normalize};
 /// Zero-shot accuracies in percent (0–100).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ZeroShotReport {
+    /// Top-1 accuracy.
     pub top1: f64,
     /// Only defined when there are at least 5 classes.
     pub top5: Option<f64>,
+    /// Images classified.
     pub images: usize,
+    /// Number of classes.
     pub classes: usize,
 }
 

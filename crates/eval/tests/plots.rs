@@ -40,7 +40,7 @@ fn all_plots_write_png_and_svg() -> anyhow::Result<()> {
     assert_eq!(hists.len(), 6);
     check(&plot_selected_histograms(&out.join("b/histograms"), &hists, "Selected-set CLIPScore per epoch")?)?;
     let unflagged = selected_histograms(records().into_iter().map(|r| (r.0, r.1, None)), 8)?;
-    assert!(unflagged[0].noisy.is_none());
+    assert!(unflagged[0].histogram.noisy.is_none());
     check(&plot_selected_histograms(&out.join("b2/histograms"), &unflagged[..1], "one epoch")?)?;
 
     let curves = vec![
@@ -69,8 +69,8 @@ fn summaries_hand_computed() {
     assert_eq!((s.q25, s.median, s.q75), (1.75, 2.5, 3.25));
     assert!(summarize_scores(0, &[]).is_none());
     let h = selected_histograms([(0, 0.0, Some(false)), (0, 10.0, Some(true)), (1, 5.0, Some(false))], 2).unwrap();
-    assert_eq!(h[0].edges, vec![0.0, 5.0, 10.0]);
-    assert_eq!(h[0].counts, vec![1, 1]);
-    assert_eq!(h[0].noisy, Some(vec![0, 1]));
-    assert_eq!(h[1].counts, vec![0, 1]);
+    assert_eq!(h[0].histogram.edges, vec![0.0, 5.0, 10.0]);
+    assert_eq!(h[0].histogram.counts, vec![1, 1]);
+    assert_eq!(h[0].histogram.noisy, Some(vec![0, 1]));
+    assert_eq!(h[1].histogram.counts, vec![0, 1]);
 }

@@ -15,14 +15,21 @@ pub struct ClipConfig {
     /// Image channels (3 for RGB).
     #[serde(default = "default_channels")]
     pub channels: usize,
+    /// Width of the image transformer.
     pub vision_width: usize,
+    /// Blocks of the image transformer.
     pub vision_layers: usize,
+    /// Attention heads of the image transformer; must divide `vision_width`.
     pub vision_heads: usize,
+    /// Width of the text transformer.
     pub text_width: usize,
+    /// Blocks of the text transformer.
     pub text_layers: usize,
+    /// Attention heads of the text transformer; must divide `text_width`.
     pub text_heads: usize,
     /// Token positions per caption (including start and end-of-text tokens).
     pub context_length: usize,
+    /// Rows of the token embedding (at least the tokenizer's vocabulary).
     pub vocab_size: usize,
     /// Width of the shared image-text embedding space.
     pub embed_dim: usize,

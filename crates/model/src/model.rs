@@ -10,8 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::ClipConfig;
 use crate::error::ModelError;
-use crate::gelu::gelu;
-use crate::norm::layer_norm;
+use crate::kernels::{gelu, layer_norm};
 
 /// Initial temperature of open_clip: `ln(1/0.07)`.
 pub fn initial_logit_scale() -> f32 {
@@ -65,12 +64,16 @@ impl Init<'_> {
 /// no dropout, as in CLIP pre-training.
 #[derive(Module, Debug)]
 pub struct Attention {
+    /// The fused query/key/value projection, `[d, 3d]`.
     pub qkv: Linear,
+    /// The output projection.
     pub out: Linear,
+    /// Attention heads.
     pub heads: usize,
 }
 
 impl Attention {
+    /// `[b, l, d]` → `[b, l, d]`; `causal` masks every position's view of later ones.
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         let [b, l, d] = x.dims();
         let h = self.heads;
@@ -101,10 +104,15 @@ fn linear_rows(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
 /// Pre-LayerNorm transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))` with GELU.
 #[derive(Module, Debug)]
 pub struct Block {
+    /// Norm before attention.
     pub ln_1: LayerNorm,
+    /// Self-attention.
     pub attn: Attention,
+    /// Norm before the MLP.
     pub ln_2: LayerNorm,
+    /// MLP expansion (`mlp_ratio` × width).
     pub mlp_fc: Linear,
+    /// MLP projection back to the width.
     pub mlp_proj: Linear,
 }
 
@@ -128,6 +136,7 @@ impl Block {
         }
     }
 
+    /// `[b, l, d]` → `[b, l, d]`.
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(layer_norm(&self.ln_1, x), causal);
         let h = gelu(linear_rows(&self.mlp_fc, layer_norm(&self.ln_2, x.clone())));
@@ -141,12 +150,19 @@ pub struct VisionTower {
     /// Patch embedding as a linear map over flattened `[c, p, p]` patches (no bias, like
     /// open_clip's conv1); reshape + permute + matmul is faster than conv2d on `flex`.
     pub patch_embed: Linear,
+    /// The class token prepended to the patches.
     pub class_embedding: Param<Tensor<1>>,
+    /// Learned positions of the class token and the patches.
     pub positional_embedding: Param<Tensor<2>>,
+    /// Norm before the blocks.
     pub ln_pre: LayerNorm,
+    /// The transformer blocks.
     pub blocks: Vec<Block>,
+    /// Norm of the class token's output.
     pub ln_post: LayerNorm,
+    /// Projection into the shared embedding space.
     pub proj: Linear,
+    /// Square patch side in pixels.
     pub patch_size: usize,
 }
 
@@ -192,10 +208,15 @@ impl VisionTower {
 /// Causal text transformer tower.
 #[derive(Module, Debug)]
 pub struct TextTower {
+    /// Token embedding, `[vocab_size, width]`.
     pub token_embedding: Embedding,
+    /// Learned positions, `[context_length, width]`.
     pub positional_embedding: Param<Tensor<2>>,
+    /// The causal transformer blocks.
     pub blocks: Vec<Block>,
+    /// Norm after the blocks.
     pub ln_final: LayerNorm,
+    /// Projection of the end-of-text position into the shared embedding space.
     pub text_projection: Linear,
 }
 
@@ -245,13 +266,19 @@ pub struct ClipOutput {
 /// CLIP dual encoder.
 #[derive(Module, Debug)]
 pub struct Clip {
+    /// The image tower.
     pub visual: VisionTower,
+    /// The text tower.
     pub text: TextTower,
+    /// `[1]`, the learnable log temperature `t`.
     pub logit_scale: Param<Tensor<1>>,
-    // Kept for input validation of batches.
+    /// Input image side (kept to validate batches).
     pub image_size: usize,
+    /// Input image channels.
     pub channels: usize,
+    /// Token positions per caption.
     pub context_length: usize,
+    /// Token embedding rows.
     pub vocab_size: usize,
 }
 

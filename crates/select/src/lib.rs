@@ -1,9 +1,5 @@
-//! The online selection core of dissect: which rows of a batch a contrastive step trains on.
-//!
-//! It implements every strategy of DESIGN.md section 2 on plain slices — dataset indices,
-//! CLIPScores, per-sample losses — so any trainer can use it; it has no deep-learning
-//! dependency. Per-sample history lives in a dense [`ScoreState`] keyed by stable dataset
-//! index, which can be saved with a checkpoint or memory-mapped for huge datasets.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 mod error;
 mod records;

@@ -9,7 +9,9 @@ use crate::SelectError;
 /// One sample's visit in one step: what the selector saw and what it decided.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VisitRecord {
+    /// Epoch of the visit, 0-based.
     pub epoch: u32,
+    /// Global training step of the visit, counted across epochs.
     pub step: u64,
     /// Stable dataset index.
     pub index: u64,
@@ -23,10 +25,12 @@ pub struct VisitRecord {
     /// minus the loss for small-loss, the (reference) score for the score strategies;
     /// NaN when the rows were drawn at random.
     pub rank_key: f32,
+    /// Whether the row was kept for training.
     pub selected: bool,
 }
 
 impl VisitRecord {
+    /// Header row of the CSV format; also the column order of each record line.
     pub const CSV_HEADER: &'static str = "epoch,step,index,curr,hist,rank_key,selected";
     /// Bytes per record in the binary format.
     pub const BINARY_LEN: usize = 36;
@@ -63,14 +67,27 @@ const BINARY_VERSION: u32 = 1;
 const BINARY_HEADER_LEN: usize = 16;
 
 /// On-disk format of a record stream, chosen from the file extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RecordFormat {
+    /// Text, one record a line behind a header row (`.csv`).
+    #[serde(rename = "csv")]
     Csv,
     /// Little-endian fixed-size records behind a 16-byte header (`.dsv`/`.bin`).
+    #[serde(rename = "dsv")]
     Binary,
 }
 
 impl RecordFormat {
+    /// The file extension a run's record file takes in this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            RecordFormat::Csv => "csv",
+            RecordFormat::Binary => "dsv",
+        }
+    }
+
+    /// The format named by `path`'s extension: `.csv`, or `.dsv`/`.bin` for binary; any other
+    /// extension is an error.
     pub fn from_path(path: &Path) -> Result<Self, SelectError> {
         match path.extension().and_then(|e| e.to_str()) {
             Some("csv") => Ok(RecordFormat::Csv),
@@ -128,6 +145,7 @@ impl RecordWriter {
         Ok(writer)
     }
 
+    /// Append `records` to the file (buffered; see [`RecordWriter::flush`]).
     pub fn write(&mut self, records: &[VisitRecord]) -> Result<(), SelectError> {
         let result = match self.format {
             RecordFormat::Csv => records.iter().try_for_each(|r| {

@@ -40,6 +40,8 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// Bind `config` to an existing `state` (e.g. one loaded from a checkpoint), after
+    /// validating the config.
     pub fn new(config: SelectionConfig, state: ScoreState) -> Result<Self, SelectError> {
         config.validate()?;
         Ok(Selector { config, state })
@@ -50,14 +52,17 @@ impl Selector {
         Selector::new(config, ScoreState::new(len)?)
     }
 
+    /// The strategy and its parameters.
     pub fn config(&self) -> &SelectionConfig {
         &self.config
     }
 
+    /// The per-sample score state.
     pub fn state(&self) -> &ScoreState {
         &self.state
     }
 
+    /// Consume the selector, returning its score state.
     pub fn into_state(self) -> ScoreState {
         self.state
     }
@@ -99,7 +104,7 @@ impl Selector {
 
         let k = self.config.keep_count(b);
         let dissect = matches!(strategy, Strategy::DissectWarmup | Strategy::DissectMomentum);
-        // DISSect uses CLIPScore clamped at 0 (DESIGN.md section 2, step 2).
+        // DISSect uses CLIPScore clamped at 0 (docs/algorithm.md, step 2).
         let curr: Vec<f32> = match clip_scores {
             Some(s) if dissect => s.iter().map(|v| v.max(0.0)).collect(),
             Some(s) => s.to_vec(),

@@ -13,15 +13,24 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::{BatchScores, SelectError, SelectionConfig, Selector, Strategy};
 
+/// Parameters of a [`simulate`] run.
 #[derive(Debug, Clone, Copy)]
 pub struct SimulationConfig {
+    /// Synthetic pairs in the dataset.
     pub samples: usize,
+    /// Probability that a pair is noisy, 0–1.
     pub noise_rate: f64,
+    /// Epochs simulated.
     pub epochs: u32,
+    /// Rows per batch; a trailing partial batch is dropped.
     pub batch_size: usize,
+    /// Selection rate `r`, in `(0, 1]`.
     pub rate: f64,
+    /// `W` for `dissect-warmup`.
     pub warmup_epochs: u32,
+    /// `β` for `dissect-momentum`, in `[0, 1)`.
     pub momentum: f64,
+    /// Seed of the pairs, the batch order and the score jitter.
     pub seed: u64,
 }
 
@@ -43,6 +52,7 @@ impl Default for SimulationConfig {
 /// What one strategy let through, per epoch.
 #[derive(Debug, Clone)]
 pub struct SimulationOutcome {
+    /// The strategy simulated.
     pub strategy: Strategy,
     /// Fraction of noisy pairs among the selected rows of each epoch.
     pub selected_noise: Vec<f64>,
@@ -79,6 +89,8 @@ impl Pair {
     }
 }
 
+/// Run every strategy of [`SIMULATED`] over the same synthetic pairs and batches; one
+/// outcome per strategy, in that order.
 pub fn simulate(config: &SimulationConfig) -> Result<Vec<SimulationOutcome>, SelectError> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let pairs: Vec<Pair> = (0..config.samples)

@@ -4,8 +4,8 @@
 //! 15 million samples (YFCC15M) at 360 MB. The same byte layout is used on disk and in
 //! the memory-mapped form, so hundreds of millions of samples can live in a file.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytemuck::{Pod, Zeroable};
@@ -42,18 +42,24 @@ pub struct Slot {
     pub hist: f32,
     /// CLIPScore at the last visit (NaN if the strategy had none).
     pub last: f32,
+    /// Visits in which the sample was kept for training.
     pub times_selected: u32,
+    /// Epoch of the last visit, 0-based.
     pub last_epoch: u32,
+    /// Bit set of [`flags`].
     pub flags: u32,
 }
 
 impl Slot {
+    /// Whether the sample has been visited at least once.
     pub fn seen(&self) -> bool {
         self.flags & flags::SEEN != 0
     }
+    /// The warm-up score, if one was stored.
     pub fn warm(&self) -> Option<f32> {
         (self.flags & flags::HAS_WARM != 0).then_some(self.warm)
     }
+    /// The momentum history, if one was stored.
     pub fn hist(&self) -> Option<f32> {
         (self.flags & flags::HAS_HIST != 0).then_some(self.hist)
     }
@@ -120,18 +126,22 @@ impl ScoreState {
         Ok(state)
     }
 
+    /// Number of samples (dataset indices `0..len`).
     pub fn len(&self) -> u64 {
         self.slots().len() as u64
     }
 
+    /// Whether the state holds no samples.
     pub fn is_empty(&self) -> bool {
         self.slots().is_empty()
     }
 
+    /// Whether the state lives in a memory-mapped working file rather than on the heap.
     pub fn is_mapped(&self) -> bool {
         matches!(self.storage, Storage::Mapped { .. })
     }
 
+    /// Every sample's slot, indexed by dataset index.
     pub fn slots(&self) -> &[Slot] {
         match &self.storage {
             Storage::Heap(slots) => slots,
@@ -139,6 +149,7 @@ impl ScoreState {
         }
     }
 
+    /// Every sample's slot, mutably, indexed by dataset index.
     pub fn slots_mut(&mut self) -> &mut [Slot] {
         match &mut self.storage {
             Storage::Heap(slots) => slots,
@@ -146,6 +157,7 @@ impl ScoreState {
         }
     }
 
+    /// The slot of dataset index `index`, or `None` if it is out of range.
     pub fn get(&self, index: u64) -> Option<&Slot> {
         usize::try_from(index).ok().and_then(|i| self.slots().get(i))
     }
@@ -174,22 +186,13 @@ impl ScoreState {
         let path = path.as_ref();
         let bytes: &[u8] = bytemuck::cast_slice(self.slots());
         let checksum = crc32fast::hash(bytes);
-        let tmp = temp_path(path);
         let write = || -> std::io::Result<()> {
-            let file = File::create(&tmp)?;
-            let mut out = BufWriter::with_capacity(1 << 20, file);
-            out.write_all(&header(self.len(), checksum))?;
-            out.write_all(bytes)?;
-            let file = out.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            fs::rename(&tmp, path)?;
-            sync_parent(path);
-            Ok(())
+            let mut file = dissect_io::AtomicFile::create(path)?;
+            file.write_all(&header(self.len(), checksum))?;
+            file.write_all(bytes)?;
+            file.commit()
         };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            SelectError::io(path, e)
-        })
+        write().map_err(|e| SelectError::io(path, e))
     }
 
     /// Read a snapshot written by [`ScoreState::save`] into memory, rejecting foreign,
@@ -267,23 +270,10 @@ fn read_slots_into(path: &Path, slots: &mut [Slot]) -> Result<(), SelectError> {
     Ok(())
 }
 
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
-}
-
-/// Make a rename durable; best effort because not every filesystem allows syncing a folder.
-pub(crate) fn sync_parent(path: &Path) {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-        && let Ok(dir) = File::open(parent)
-    {
-        let _ = dir.sync_all();
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn filled(len: u64) -> ScoreState {
@@ -319,7 +309,7 @@ mod tests {
         let loaded = ScoreState::load(&path).unwrap();
         assert_eq!(loaded.slots(), state.slots());
         assert_eq!(loaded.seen_count(), 1000);
-        assert!(!dir.path().join(format!("scores.dss.tmp-{}", std::process::id())).exists());
+        assert!(!dissect_io::temp_path(&path).exists());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::SelectError;
 
-/// Which rows of a batch a step trains on (DESIGN.md section 2).
+/// Which rows of a batch a step trains on (docs/algorithm.md has each rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
@@ -41,6 +41,7 @@ pub struct ScoreNeeds {
 }
 
 impl Strategy {
+    /// Every strategy, in declaration order.
     pub const ALL: [Strategy; 9] = [
         Strategy::Full,
         Strategy::Random,
@@ -53,23 +54,28 @@ impl Strategy {
         Strategy::OracleCliploss,
     ];
 
-    pub const NAMES: [&'static str; 9] = [
-        "full",
-        "random",
-        "small-loss",
-        "big-loss",
-        "clipscore",
-        "dissect-warmup",
-        "dissect-momentum",
-        "oracle-clipscore",
-        "oracle-cliploss",
-    ];
-
+    /// The strategy's name in configs, on the command line and in reports.
     pub fn name(self) -> &'static str {
-        let position = Strategy::ALL.iter().position(|s| *s == self).unwrap_or(0);
-        Strategy::NAMES[position]
+        match self {
+            Strategy::Full => "full",
+            Strategy::Random => "random",
+            Strategy::SmallLoss => "small-loss",
+            Strategy::BigLoss => "big-loss",
+            Strategy::Clipscore => "clipscore",
+            Strategy::DissectWarmup => "dissect-warmup",
+            Strategy::DissectMomentum => "dissect-momentum",
+            Strategy::OracleClipscore => "oracle-clipscore",
+            Strategy::OracleCliploss => "oracle-cliploss",
+        }
     }
 
+    /// Every strategy that selects without a reference model: what `compare` and the demo run
+    /// by default.
+    pub fn without_reference() -> impl Iterator<Item = Strategy> {
+        Strategy::ALL.into_iter().filter(|s| !s.is_oracle())
+    }
+
+    /// What the trainer must compute for this strategy before selecting.
     pub fn needs(self) -> ScoreNeeds {
         match self {
             Strategy::Full | Strategy::Random => ScoreNeeds::default(),
@@ -83,6 +89,7 @@ impl Strategy {
         }
     }
 
+    /// Whether the strategy ranks by a frozen reference model's scores.
     pub fn is_oracle(self) -> bool {
         matches!(self, Strategy::OracleClipscore | Strategy::OracleCliploss)
     }
@@ -99,37 +106,49 @@ impl FromStr for Strategy {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let wanted = s.trim().to_ascii_lowercase().replace('_', "-");
-        Strategy::NAMES
-            .iter()
-            .position(|name| *name == wanted)
-            .map(|position| Strategy::ALL[position])
+        Strategy::ALL
+            .into_iter()
+            .find(|strategy| strategy.name() == wanted)
             .ok_or_else(|| SelectError::UnknownStrategy(s.to_string()))
     }
 }
 
 /// A strategy with its parameters, validated on construction.
+///
+/// Every field has a default ([`SelectionConfig::default`]: `dissect-warmup`, r = 0.3, W = 2,
+/// β = 0.9, random warm-up rows), so a config file names only what it changes; unknown
+/// fields are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct SelectionConfig {
+    /// Which rows a step keeps.
     pub strategy: Strategy,
     /// Fraction `r` of each batch kept; `k = max(1, floor(B·r))`.
-    #[serde(default = "default_rate")]
     pub rate: f64,
     /// `W` for `dissect-warmup`: epochs `0..W` select at random and record scores.
-    #[serde(default = "default_warmup_epochs")]
     pub warmup_epochs: u32,
     /// `β` for `dissect-momentum`.
-    #[serde(default = "default_momentum")]
     pub momentum: f64,
     /// What every selecting strategy trains on during epochs `0..W` (see [`WarmupRows`]).
-    #[serde(default)]
     pub warmup_rows: WarmupRows,
+}
+
+impl Default for SelectionConfig {
+    fn default() -> Self {
+        SelectionConfig {
+            strategy: Strategy::DissectWarmup,
+            rate: 0.3,
+            warmup_epochs: 2,
+            momentum: 0.9,
+            warmup_rows: WarmupRows::Random,
+        }
+    }
 }
 
 /// Rows trained on during the first `W` epochs.
 ///
 /// The DISSect gap only separates clean from noisy pairs once the model has learned the clean
-/// pairs (their scores plateau while memorised noisy pairs keep rising). `Random` (DESIGN.md's
+/// pairs (their scores plateau while memorised noisy pairs keep rising). `Random` (docs/algorithm.md's
 /// rule, the default) spends dissect-warmup's warm-up at the selection rate, and every other
 /// strategy selects from epoch 0. `All` makes every selecting strategy train on every row
 /// before epoch `W` (scores and DISSect state still update) and select from `W` on, so
@@ -137,8 +156,11 @@ pub struct SelectionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WarmupRows {
+    /// The default: dissect-warmup draws `k` rows at random during warm-up, and every other
+    /// strategy selects from epoch 0.
     #[default]
     Random,
+    /// Every selecting strategy trains on every row before epoch `W`, then selects.
     All,
 }
 
@@ -154,45 +176,35 @@ impl std::str::FromStr for WarmupRows {
     }
 }
 
-fn default_rate() -> f64 {
-    0.3
-}
-fn default_warmup_epochs() -> u32 {
-    2
-}
-fn default_momentum() -> f64 {
-    0.9
-}
-
 impl SelectionConfig {
+    /// `strategy` at selection rate `rate`, every other field at its default; fails unless
+    /// `rate` is in `(0, 1]`.
     pub fn new(strategy: Strategy, rate: f64) -> Result<Self, SelectError> {
-        let config = SelectionConfig {
-            strategy,
-            rate,
-            warmup_epochs: default_warmup_epochs(),
-            momentum: default_momentum(),
-            warmup_rows: WarmupRows::Random,
-        };
+        let config = SelectionConfig { strategy, rate, ..SelectionConfig::default() };
         config.validate()?;
         Ok(config)
     }
 
+    /// Set the warm-up length `W`, in epochs.
     pub fn with_warmup_epochs(mut self, epochs: u32) -> Self {
         self.warmup_epochs = epochs;
         self
     }
 
+    /// Set what is trained on during warm-up.
     pub fn with_warmup_rows(mut self, rows: WarmupRows) -> Self {
         self.warmup_rows = rows;
         self
     }
 
+    /// Set the momentum `β`; fails unless it is in `[0, 1)`.
     pub fn with_momentum(mut self, beta: f64) -> Result<Self, SelectError> {
         self.momentum = beta;
         self.validate()?;
         Ok(self)
     }
 
+    /// Check that `rate` is in `(0, 1]` and `momentum` in `[0, 1)`.
     pub fn validate(&self) -> Result<(), SelectError> {
         if !(self.rate > 0.0 && self.rate <= 1.0) {
             return Err(SelectError::InvalidRate(self.rate));
@@ -224,7 +236,10 @@ mod tests {
     fn names_round_trip() {
         for strategy in Strategy::ALL {
             assert_eq!(strategy.name().parse::<Strategy>().unwrap(), strategy);
+            let serde_name = serde_json::to_value(strategy).unwrap();
+            assert_eq!(serde_name, strategy.name(), "configs and the CLI spell strategies alike");
         }
+        assert_eq!(Strategy::without_reference().count(), 7);
         assert_eq!("Dissect_Momentum".parse::<Strategy>().unwrap(), Strategy::DissectMomentum);
         let err = "dissect".parse::<Strategy>().unwrap_err().to_string();
         assert!(err.contains("unknown strategy 'dissect'") && err.contains("dissect-warmup"), "{err}");

@@ -2,8 +2,7 @@
 //! renamed, so a crash at any point leaves the previous checkpoint intact and `latest`
 //! naming a complete one.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -11,16 +10,22 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, TrainError};
 use crate::metrics::{EpochAccumulator, EpochSummary};
 
+/// Model weights (Burn record).
 pub const MODEL_FILE: &str = "model.bpk";
+/// Optimiser state (Burn record).
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+/// Score-state snapshot of the selection core.
 pub const SELECTION_FILE: &str = "selection.dss";
+/// The trainer's position ([`TrainerState`]).
 pub const TRAINER_FILE: &str = "trainer.json";
 const LATEST_FILE: &str = "latest";
-const FORMAT_VERSION: u32 = 1;
+/// 2: nested config sections, histogram and load counts in the epoch accumulator.
+const FORMAT_VERSION: u32 = 2;
 
 /// The trainer's position and everything needed to continue exactly from it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainerState {
+    /// Layout version of this file (checked on load).
     pub format_version: u32,
     /// Epoch in progress (or the next one when `next_batch` is 0 and the epoch finished).
     pub epoch: u32,
@@ -28,55 +33,44 @@ pub struct TrainerState {
     pub next_batch: u64,
     /// Optimiser steps taken.
     pub step: u64,
-    /// Selection RNG (ChaCha8): seed, stream and word position (as a string: it is a u128).
+    /// Selection RNG (ChaCha8) seed.
     pub rng_seed: [u8; 32],
+    /// Selection RNG stream.
     pub rng_stream: u64,
+    /// Selection RNG word position (a string: it is a u128, which JSON numbers cannot hold).
     pub rng_word_pos: String,
     /// Training wall time so far (excluding evaluation), seconds.
     pub train_time_s: f64,
-    /// Bytes of the visit-record file and the JSONL log at checkpoint time: a resumed run
-    /// truncates both back to these lengths, so nothing is logged twice.
+    /// Bytes of the visit-record file at checkpoint time: a resumed run truncates the file
+    /// back to this length, so no visit is recorded twice.
     pub records_len: u64,
+    /// Bytes of `log.jsonl` at checkpoint time (truncated back to it the same way).
     pub log_len: u64,
+    /// The epoch in progress so far.
     pub epoch_accumulator: EpochAccumulator,
+    /// Every finished epoch's summary.
     pub history: Vec<EpochSummary>,
 }
 
+/// The folder of a run's checkpoints.
 pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join("checkpoints")
 }
 
-/// Write `bytes` to `path` through a synced temporary file and a rename.
+/// Writes `bytes` to `path` atomically (see `dissect_io`), naming the file in an error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    let result = (|| -> std::io::Result<()> {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        TrainError::io(path, e)
-    })
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let result = (|| -> std::io::Result<()> {
-        let mut file = File::create(path)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    })();
-    result.map_err(|e| TrainError::io(path, e))
+    dissect_io::write_atomic(path, bytes).map_err(|e| TrainError::io(path, e))
 }
 
 /// What a checkpoint holds, already serialised by the caller.
 pub struct CheckpointParts<'a> {
+    /// Model weights.
     pub model: &'a [u8],
+    /// Optimiser state.
     pub optimizer: &'a [u8],
+    /// Selection state.
     pub selection: &'a dissect_select::ScoreState,
+    /// Trainer position.
     pub trainer: &'a TrainerState,
 }
 
@@ -92,22 +86,25 @@ pub fn write_checkpoint(run: &Path, parts: &CheckpointParts<'_>, keep: usize) ->
         fs::remove_dir_all(&tmp_dir).map_err(|e| TrainError::io(&tmp_dir, e))?;
     }
     fs::create_dir_all(&tmp_dir).map_err(|e| TrainError::io(&tmp_dir, e))?;
-    write_synced(&tmp_dir.join(MODEL_FILE), parts.model)?;
-    write_synced(&tmp_dir.join(OPTIMIZER_FILE), parts.optimizer)?;
-    parts.selection.save(tmp_dir.join(SELECTION_FILE))?;
-    let trainer = serde_json::to_vec_pretty(parts.trainer)
-        .map_err(|e| TrainError::Checkpoint { path: tmp_dir.clone(), message: e.to_string() })?;
-    write_synced(&tmp_dir.join(TRAINER_FILE), &trainer)?;
-    if final_dir.exists() {
-        fs::remove_dir_all(&final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
+    if let Err(e) = fill_checkpoint(&tmp_dir, parts) {
+        // A failed write (a full disk, say) leaves no partial folder behind; `latest` still
+        // names the previous checkpoint.
+        let _ = fs::remove_dir_all(&tmp_dir);
+        return Err(e);
     }
-    fs::rename(&tmp_dir, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
+    dissect_io::commit_dir(&tmp_dir, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
     write_atomic(&dir.join(LATEST_FILE), name.as_bytes())?;
     prune(&dir, keep)?;
     Ok(final_dir)
+}
+
+fn fill_checkpoint(dir: &Path, parts: &CheckpointParts<'_>) -> Result<()> {
+    write_atomic(&dir.join(MODEL_FILE), parts.model)?;
+    write_atomic(&dir.join(OPTIMIZER_FILE), parts.optimizer)?;
+    parts.selection.save(dir.join(SELECTION_FILE))?;
+    let trainer = serde_json::to_vec_pretty(parts.trainer)
+        .map_err(|e| TrainError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })?;
+    write_atomic(&dir.join(TRAINER_FILE), &trainer)
 }
 
 fn prune(dir: &Path, keep: usize) -> Result<()> {
@@ -143,6 +140,7 @@ pub fn latest_checkpoint(run: &Path) -> Result<Option<PathBuf>> {
     }
 }
 
+/// Reads a checkpoint's `trainer.json`, refusing another format version.
 pub fn read_trainer_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join(TRAINER_FILE);
     let text = fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
@@ -157,11 +155,13 @@ pub fn read_trainer_state(dir: &Path) -> Result<TrainerState> {
     Ok(state)
 }
 
+/// Reads one file of a checkpoint folder.
 pub fn read_file(dir: &Path, name: &str) -> Result<Vec<u8>> {
     let path = dir.join(name);
     fs::read(&path).map_err(|e| TrainError::io(path, e))
 }
 
+/// The `trainer.json` layout version this build writes.
 pub fn trainer_format_version() -> u32 {
     FORMAT_VERSION
 }

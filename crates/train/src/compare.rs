@@ -11,16 +11,24 @@ use dissect_select::Strategy;
 use crate::checkpoint::write_atomic;
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
-use crate::trainer::{RunOutcome, train};
+use crate::observer::Observer;
+use crate::stop::StopSignal;
+use crate::trainer::{RunOutcome, train_with};
 
 /// Where a comparison wrote its results.
 #[derive(Debug, Clone)]
 pub struct ComparisonReport {
+    /// One row per strategy.
     pub results: Vec<StrategyResult>,
+    /// The table as Markdown.
     pub markdown: String,
+    /// `table.md`.
     pub table_md: PathBuf,
+    /// `table.json`.
     pub table_json: PathBuf,
+    /// Every plot written (PNG and SVG).
     pub plots: Vec<PathBuf>,
+    /// Each strategy's run outcome.
     pub outcomes: Vec<RunOutcome>,
 }
 
@@ -45,6 +53,8 @@ fn mean_selected_noise(outcome: &RunOutcome, from: u32) -> (Option<f64>, Option<
     (Some(values.iter().map(|v| v.0).sum::<f64>() / n), Some(values.iter().map(|v| v.1).sum::<f64>() / n))
 }
 
+/// The comparison row of a finished run: its final evaluation, the mean selected-noise share
+/// over the epochs from `noise_from_epoch` on, its wall time and R@1 curve.
 pub fn strategy_result(outcome: &RunOutcome, noise_from_epoch: u32) -> Result<StrategyResult> {
     let eval = outcome
         .final_eval()
@@ -52,13 +62,7 @@ pub fn strategy_result(outcome: &RunOutcome, noise_from_epoch: u32) -> Result<St
     let (selected_noise, data_noise) = mean_selected_noise(outcome, noise_from_epoch);
     Ok(StrategyResult {
         strategy: outcome.strategy.name().to_string(),
-        tr_r1: eval.tr_r1,
-        tr_r5: eval.tr_r5,
-        tr_r10: eval.tr_r10,
-        ir_r1: eval.ir_r1,
-        ir_r5: eval.ir_r5,
-        ir_r10: eval.ir_r10,
-        zero_shot: eval.zero_shot_top1,
+        eval: eval.clone(),
         selected_noise_fraction: selected_noise,
         data_noise_fraction: data_noise,
         wall_time_s: outcome.train_time_s,
@@ -71,27 +75,47 @@ pub fn strategy_result(outcome: &RunOutcome, noise_from_epoch: u32) -> Result<St
     })
 }
 
-/// Train `strategies` one after another in `out/<strategy>/` (each resumable: a finished run
-/// is not repeated) and write `table.md`, `table.json` and the plots under `out/`.
+/// What a comparison reports as it goes, besides each run's own progress.
+pub trait CompareObserver: Observer {
+    /// After each strategy's run ends.
+    fn strategy_done(&mut self, _outcome: &RunOutcome) {}
+}
+
+impl CompareObserver for () {}
+
+/// Trains `strategies` one after another in `out/<strategy>/` (each resumable: a finished run
+/// is not repeated) and writes `table.md`, `table.json` and the plots under `out/`. Returns
+/// `Ok(None)` when `stop` interrupted a run (its checkpoint is written; running the same
+/// comparison again continues it).
 pub fn compare(
     base: &TrainConfig,
     strategies: &[Strategy],
     out: &Path,
-    mut on_done: impl FnMut(&RunOutcome),
-) -> Result<ComparisonReport> {
+    observer: &mut dyn CompareObserver,
+    stop: &StopSignal,
+) -> Result<Option<ComparisonReport>> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let mut outcomes = Vec::new();
     for &strategy in strategies {
         let mut config = base.clone();
-        config.strategy = strategy;
+        config.selection.strategy = strategy;
         config.out = out.join(strategy.name());
         config.validate()?;
-        let outcome = train(&config, true)?;
-        on_done(&outcome);
+        let outcome = train_with(&config, true, observer, stop)?;
+        if outcome.interrupted {
+            return Ok(None);
+        }
+        observer.strategy_done(&outcome);
         outcomes.push(outcome);
     }
+    report(base, out, outcomes).map(Some)
+}
+
+/// The table and plots of finished runs.
+fn report(base: &TrainConfig, out: &Path, outcomes: Vec<RunOutcome>) -> Result<ComparisonReport> {
     // Noise is compared after DISSect's warm-up, when every strategy is really selecting.
-    let mut results = outcomes.iter().map(|o| strategy_result(o, base.warmup_epochs)).collect::<Result<Vec<_>>>()?;
+    let from = base.selection.warmup_epochs;
+    let mut results = outcomes.iter().map(|o| strategy_result(o, from)).collect::<Result<Vec<_>>>()?;
     fill_time_to_full(&mut results);
     let markdown = to_markdown(&results);
     let table_md = out.join("table.md");

@@ -1,12 +1,20 @@
 //! The training configuration: one TOML file, every field optional, unknown fields refused.
+//!
+//! Top-level fields describe the run (data, model, budget, devices, checkpoints, logs); the
+//! `[optim]` and `[selection]` sections hold the optimiser and the selection settings, each
+//! declared once with its defaults (the selection section is the selection core's own
+//! [`SelectionConfig`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dissect_select::{SelectionConfig, Strategy, WarmupRows};
+use dissect_select::{RecordFormat, SelectError, SelectionConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 
+/// Everything a training run is defined by. `dissect train --config run.toml` reads it; the
+/// run folder keeps the resolved copy as `config.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
@@ -16,24 +24,11 @@ pub struct TrainConfig {
     pub out: PathBuf,
     /// Model preset: micro, tiny, small, vit-b-32.
     pub model: String,
+    /// Passes over the training split.
     pub epochs: u32,
+    /// Rows per batch (all ranks together) before selection.
     pub batch_size: usize,
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Linear warm-up steps before the cosine decay.
-    pub warmup_steps: u64,
-    pub weight_decay: f64,
-    /// Global gradient-norm clip; 0 disables clipping.
-    pub max_grad_norm: f32,
-    pub strategy: Strategy,
-    /// Selection rate r: fraction of each batch trained on.
-    pub rate: f64,
-    /// W for dissect-warmup.
-    pub warmup_epochs: u32,
-    /// β for dissect-momentum.
-    pub momentum: f64,
-    /// Rows trained on in epochs 0..W: "random" (the rule) or "all" (every row, any strategy).
-    pub warmup_rows: WarmupRows,
+    /// Seed of the model initialisation, the data order and the selection RNG.
     pub seed: u64,
     /// Compute device: "cpu" (Burn flex), or "cuda" / "cuda:N" in a build with `--features cuda`.
     pub device: String,
@@ -57,13 +52,37 @@ pub struct TrainConfig {
     /// Run the scoring pass even for full/random, to record CLIPScore trajectories.
     pub track_scores: bool,
     /// Visit-record format: "dsv" (compact binary), "csv", or "none".
-    pub records: String,
+    #[serde(with = "records_setting")]
+    pub records: Option<RecordFormat>,
     /// Upper bound of the BPE vocabulary trained on the captions.
     pub vocab_size: usize,
     /// Stop after this many optimiser steps in total (tests, smoke runs).
     pub max_steps: Option<u64>,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
+    /// Optimiser and learning-rate schedule.
+    pub optim: OptimConfig,
+    /// Selection strategy and its parameters.
+    pub selection: SelectionConfig,
+}
+
+/// AdamW (open_clip's betas and epsilon, see `dissect_model::AdamWSettings`) with a linear
+/// warm-up then cosine decay of the learning rate, and global gradient-norm clipping.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Linear warm-up steps before the cosine decay.
+    pub warmup_steps: u64,
+    /// Decoupled weight decay of the decayed parameter group.
+    pub weight_decay: f64,
+    /// Global gradient-norm clip; 0 disables clipping.
+    pub max_grad_norm: f32,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig { lr: 1e-3, warmup_steps: 50, weight_decay: 0.1, max_grad_norm: 1.0 }
+    }
 }
 
 impl Default for TrainConfig {
@@ -74,15 +93,6 @@ impl Default for TrainConfig {
             model: "tiny".into(),
             epochs: 10,
             batch_size: 256,
-            lr: 1e-3,
-            warmup_steps: 50,
-            weight_decay: 0.1,
-            max_grad_norm: 1.0,
-            strategy: Strategy::DissectWarmup,
-            rate: 0.3,
-            warmup_epochs: 2,
-            momentum: 0.9,
-            warmup_rows: WarmupRows::Random,
             seed: 0,
             device: "cpu".into(),
             ranks: 1,
@@ -93,97 +103,214 @@ impl Default for TrainConfig {
             reference: None,
             mapped_scores: false,
             track_scores: false,
-            records: "dsv".into(),
+            records: Some(RecordFormat::Binary),
             vocab_size: 1024,
             max_steps: None,
-            progress: true,
+            optim: OptimConfig::default(),
+            selection: SelectionConfig::default(),
         }
     }
 }
+
+/// Settings a resumed run may change. The loader gives the same batches for any thread count,
+/// and the score state's storage does not change its values; a different device continues
+/// the run but gives up bit-equality with an unbroken one.
+const RESUMABLE_CHANGES: [&str; 8] =
+    ["out", "epochs", "max_steps", "checkpoint_every", "keep_checkpoints", "loader_threads", "device", "mapped_scores"];
 
 impl TrainConfig {
     /// Reads a TOML config; a wrong field or value is reported with its name and line.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        let config: TrainConfig =
-            toml::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+        let config = Self::from_toml_str(&text).map_err(|e| match e {
+            TrainError::Config(why) => TrainError::Config(format!("{}: {why}", path.display())),
+            other => other,
+        })?;
         config.validate()?;
         Ok(config)
     }
 
+    /// Parses a TOML config without validating it (see [`TrainConfig::validate`]).
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| TrainError::Config(e.to_string()))
+    }
+
+    /// Parses a config from a TOML table (a file's table with overrides merged in).
+    pub fn from_table(table: toml::Table) -> Result<Self> {
+        table.try_into().map_err(|e: toml::de::Error| TrainError::Config(e.to_string()))
+    }
+
+    /// The config as a TOML table, e.g. to merge overrides into.
+    pub fn to_table(&self) -> Result<toml::Table> {
+        toml::Table::try_from(self).map_err(|e| TrainError::Config(e.to_string()))
+    }
+
+    /// The config as the TOML text that [`TrainConfig::from_toml_str`] reads back.
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| TrainError::Config(e.to_string()))
     }
 
-    pub fn selection(&self) -> Result<SelectionConfig> {
-        let config = SelectionConfig::new(self.strategy, self.rate)
-            .map_err(|e| TrainError::Config(format!("rate: {e}")))?
-            .with_warmup_epochs(self.warmup_epochs)
-            .with_warmup_rows(self.warmup_rows)
-            .with_momentum(self.momentum)
-            .map_err(|e| TrainError::Config(format!("momentum: {e}")))?;
-        Ok(config)
+    /// Checks every field; the error names the field (`selection.rate: ...`).
+    pub fn validate(&self) -> Result<()> {
+        self.validate_budget()?;
+        self.validate_optim()?;
+        self.validate_selection()?;
+        dissect_model::ClipConfig::preset(&self.model).map_err(|e| bad("model", e.to_string()))?;
+        Ok(())
     }
 
-    pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, why: String| Err(TrainError::Config(format!("{field}: {why}")));
+    fn validate_budget(&self) -> Result<()> {
         if self.epochs == 0 {
-            return bad("epochs", "must be at least 1".into());
+            return Err(bad("epochs", "must be at least 1"));
         }
-        if let Err(e) = dissect_model::rank_devices(&self.device, self.ranks) {
-            return Err(TrainError::Config(e.to_string()));
-        }
+        dissect_model::rank_devices(&self.device, self.ranks).map_err(|e| TrainError::Config(e.to_string()))?;
         if self.batch_size < 2 {
-            return bad("batch_size", format!("a contrastive batch needs at least 2 rows, got {}", self.batch_size));
+            return Err(bad(
+                "batch_size",
+                format!("a contrastive batch needs at least 2 rows, got {}", self.batch_size),
+            ));
         }
         if !self.batch_size.is_multiple_of(self.ranks) {
-            return bad(
+            return Err(bad(
                 "ranks",
                 format!("batch_size {} does not split into {} equal local batches", self.batch_size, self.ranks),
-            );
+            ));
+        }
+        if self.keep_checkpoints == 0 {
+            return Err(bad("keep_checkpoints", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn validate_optim(&self) -> Result<()> {
+        let o = &self.optim;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return Err(bad("optim.lr", format!("must be a positive number, got {}", o.lr)));
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            return Err(bad("optim.weight_decay", format!("must be ≥ 0, got {}", o.weight_decay)));
+        }
+        if !(o.max_grad_norm.is_finite() && o.max_grad_norm >= 0.0) {
+            return Err(bad("optim.max_grad_norm", format!("must be ≥ 0, got {}", o.max_grad_norm)));
+        }
+        Ok(())
+    }
+
+    fn validate_selection(&self) -> Result<()> {
+        let selection = &self.selection;
+        if let Err(e) = selection.validate() {
+            let field = match e {
+                SelectError::InvalidMomentum(_) => "selection.momentum",
+                _ => "selection.rate",
+            };
+            return Err(bad(field, e));
         }
         let local_batch = self.batch_size / self.ranks;
-        let kept = self.selection()?.keep_count(local_batch);
+        let kept = selection.keep_count(local_batch);
         if kept < 2 {
             let per_rank = if self.ranks > 1 {
                 format!(" (the local batch of each of {} ranks)", self.ranks)
             } else {
                 String::new()
             };
-            return bad(
-                "rate",
+            return Err(bad(
+                "selection.rate",
                 format!("keeps {kept} of {local_batch} rows{per_rank}; a contrastive loss needs at least 2 rows"),
-            );
+            ));
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad("lr", format!("must be a positive number, got {}", self.lr));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad("weight_decay", format!("must be ≥ 0, got {}", self.weight_decay));
-        }
-        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
-            return bad("max_grad_norm", format!("must be ≥ 0, got {}", self.max_grad_norm));
-        }
-        if !matches!(self.records.as_str(), "dsv" | "csv" | "none") {
-            return bad("records", format!("expected dsv, csv or none, got '{}'", self.records));
-        }
-        if self.keep_checkpoints == 0 {
-            return bad("keep_checkpoints", "must be at least 1".into());
-        }
-        if self.strategy.is_oracle() && self.reference.is_none() {
-            return bad(
+        if selection.strategy.is_oracle() && self.reference.is_none() {
+            return Err(bad(
                 "reference",
-                format!("strategy {} needs a reference model (a run or checkpoint folder)", self.strategy),
-            );
+                format!("strategy {} needs a reference model (a run or checkpoint folder)", selection.strategy),
+            ));
         }
-        dissect_model::ClipConfig::preset(&self.model).map_err(|e| TrainError::Config(format!("model: {e}")))?;
-        self.selection()?;
         Ok(())
+    }
+
+    /// Refuses to resume a run saved with `saved` under this config when a setting that
+    /// shapes the results differs (only the run length, checkpointing, loader threads, device
+    /// and score-state storage may change).
+    pub fn check_resumable_from(&self, saved: &TrainConfig) -> Result<()> {
+        let (before, now) = (flatten(&saved.to_table()?), flatten(&self.to_table()?));
+        let keys: std::collections::BTreeSet<&String> = before.keys().chain(now.keys()).collect();
+        for key in keys {
+            if RESUMABLE_CHANGES.contains(&key.as_str()) || before.get(key) == now.get(key) {
+                continue;
+            }
+            let shown = |v: Option<&toml::Value>| v.map_or("nothing".into(), |v| v.to_string());
+            return Err(bad(
+                key,
+                format!(
+                    "the run in {} was started with {}, not {}; resume it with the same value or start a new run folder",
+                    self.out.display(),
+                    shown(before.get(key)),
+                    shown(now.get(key)),
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn bad(field: &str, why: impl std::fmt::Display) -> TrainError {
+    TrainError::Config(format!("{field}: {why}"))
+}
+
+/// `section.field` → value for every leaf of a table.
+fn flatten(table: &toml::Table) -> BTreeMap<String, toml::Value> {
+    let mut out = BTreeMap::new();
+    for (key, value) in table {
+        match value {
+            toml::Value::Table(inner) => {
+                out.extend(flatten(inner).into_iter().map(|(k, v)| (format!("{key}.{k}"), v)));
+            }
+            leaf => {
+                out.insert(key.clone(), leaf.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Merges `overrides` into `base`, section by section (a flag overriding `selection.rate`
+/// keeps the file's other selection settings).
+pub fn merge_tables(base: &mut toml::Table, overrides: toml::Table) {
+    for (key, value) in overrides {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => merge_tables(inner, over),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// `records = "dsv" | "csv" | "none"`: TOML has no null, so "no records" is a word.
+mod records_setting {
+    use dissect_select::RecordFormat;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<RecordFormat>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(format) => format.serialize(s),
+            None => s.serialize_str("none"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RecordFormat>, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "none" => Ok(None),
+            "dsv" => Ok(Some(RecordFormat::Binary)),
+            "csv" => Ok(Some(RecordFormat::Csv)),
+            other => Err(serde::de::Error::custom(format!("expected dsv, csv or none, got '{other}'"))),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use dissect_select::{Strategy, WarmupRows};
+
     use super::*;
 
     #[test]
@@ -196,25 +323,45 @@ mod tests {
             assert!(err.contains(expect), "expected '{expect}' in: {err}");
         };
         check("epohcs = 3", "epohcs");
-        check("rate = 1.5", "rate");
-        check("strategy = \"dissect\"", "strategy");
+        check("[selection]\nrate = 1.5", "selection.rate");
+        check("[selection]\nmomentum = 1.5", "selection.momentum");
+        check("[selection]\nstrategy = \"dissect\"", "strategy");
+        check("[optim]\nlr = -1.0", "optim.lr");
+        check("[optim]\nlearning_rate = 1.0", "learning_rate");
         check("batch_size = 1", "batch_size");
         check("model = \"huge\"", "model");
-        check("strategy = \"oracle-clipscore\"", "reference");
+        check("[selection]\nstrategy = \"oracle-clipscore\"", "reference");
         check("device = \"tpu\"", "device");
-        check("warmup_rows = \"some\"", "warmup_rows");
+        check("records = \"json\"", "records");
+        check("[selection]\nwarmup_rows = \"some\"", "warmup_rows");
         check("ranks = 0", "ranks: must be at least 1");
         check("ranks = 3", "ranks: batch_size 256 does not split into 3");
         #[cfg(not(feature = "cuda"))]
         check("ranks = 2\ndevice = \"cuda:7\"", "cuda:7");
-        check("rate = 0.005", "rate: keeps 1 of 256 rows");
-        check("batch_size = 16\nranks = 8", "rate: keeps 1 of 2 rows (the local batch of each of 8 ranks)");
-        std::fs::write(&path, "strategy = \"dissect-momentum\"\nrate = 0.5\nepochs = 3\nwarmup_rows = \"all\"\n")
-            .unwrap();
+        check("[selection]\nrate = 0.005", "selection.rate: keeps 1 of 256 rows");
+        check("batch_size = 16\nranks = 8", "selection.rate: keeps 1 of 2 rows (the local batch of each of 8 ranks)");
+        let text = "epochs = 3\nrecords = \"none\"\n[selection]\nstrategy = \"dissect-momentum\"\nrate = 0.5\nwarmup_rows = \"all\"\n";
+        std::fs::write(&path, text).unwrap();
         let config = TrainConfig::from_toml_file(&path).unwrap();
-        assert_eq!((config.strategy, config.rate, config.epochs), (Strategy::DissectMomentum, 0.5, 3));
-        assert_eq!(config.selection().unwrap().warmup_rows, WarmupRows::All);
-        let again: TrainConfig = toml::from_str(&config.to_toml().unwrap()).unwrap();
-        assert_eq!(again, config);
+        let s = config.selection;
+        assert_eq!((s.strategy, s.rate, s.warmup_epochs, config.epochs), (Strategy::DissectMomentum, 0.5, 2, 3));
+        assert_eq!((s.warmup_rows, config.records), (WarmupRows::All, None));
+        assert_eq!(TrainConfig::from_toml_str(&config.to_toml().unwrap()).unwrap(), config);
+    }
+
+    #[test]
+    fn overrides_merge_per_section_and_resume_names_the_changed_field() {
+        let mut table = TrainConfig::default().to_table().unwrap();
+        let overrides: toml::Table = toml::from_str("epochs = 4\n[selection]\nrate = 0.5").unwrap();
+        merge_tables(&mut table, overrides);
+        let config = TrainConfig::from_table(table).unwrap();
+        assert_eq!((config.epochs, config.selection.rate), (4, 0.5));
+        assert_eq!(config.selection.strategy, TrainConfig::default().selection.strategy);
+
+        let saved = TrainConfig::default();
+        let more_epochs = TrainConfig { epochs: 20, ..saved.clone() };
+        assert!(more_epochs.check_resumable_from(&saved).is_ok());
+        let err = config.check_resumable_from(&saved).unwrap_err().to_string();
+        assert!(err.starts_with("config: selection.rate: the run in"), "{err}");
     }
 }

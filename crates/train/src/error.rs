@@ -1,23 +1,63 @@
+//! Errors of the trainer; each says which field, file or step it is about.
+
 use std::path::PathBuf;
 
+/// Why a run could not be set up, continued or finished.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// A config field has a wrong name or value, or the run folder refuses the config
+    /// (`field: why`).
     #[error("config: {0}")]
     Config(String),
+    /// Reading or preparing the data failed.
     #[error(transparent)]
     Data(#[from] dissect_data::DataError),
+    /// The model or a step failed.
     #[error(transparent)]
     Model(#[from] dissect_model::ModelError),
+    /// The selection core refused an input or a state file.
     #[error(transparent)]
     Select(#[from] dissect_select::SelectError),
+    /// An evaluation or a report failed.
     #[error(transparent)]
     Eval(#[from] dissect_eval::EvalError),
+    /// A file could not be read or written.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// A checkpoint (or another run file) is missing, incomplete or of another format.
     #[error("checkpoint {path}: {message}")]
-    Checkpoint { path: PathBuf, message: String },
+    Checkpoint {
+        /// The checkpoint folder or file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Writing a checkpoint failed (a full disk, say); no partial checkpoint is left and the
+    /// previous one is intact.
+    #[error("writing a checkpoint failed: {source}. {last_good}")]
+    CheckpointFailed {
+        /// What failed.
+        source: Box<TrainError>,
+        /// Which checkpoint to continue from.
+        last_good: String,
+    },
+    /// The loss or the gradient norm became NaN or infinite; the last good checkpoint stays.
     #[error("training stopped at epoch {epoch}, step {step}: {message}. {checkpoint}")]
-    Diverged { epoch: u32, step: u64, message: String, checkpoint: String },
+    Diverged {
+        /// Epoch of the failed step.
+        epoch: u32,
+        /// Steps taken before it.
+        step: u64,
+        /// What became non-finite.
+        message: String,
+        /// Where to continue from.
+        checkpoint: String,
+    },
 }
 
 impl TrainError {
@@ -26,4 +66,5 @@ impl TrainError {
     }
 }
 
+/// A result with [`TrainError`].
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

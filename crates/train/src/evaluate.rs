@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use dissect_data::{DatasetManifest, PreprocessConfig, TextTokenizer, load_all};
 use dissect_eval::{
-    Features, RetrievalTargets, clip_score_matched_vs_random, default_threads, retrieval_metrics, zero_shot_accuracy,
+    EvalReport, Features, RetrievalTargets, clip_score_matched_vs_random, default_threads, retrieval_metrics,
+    zero_shot_accuracy,
 };
 use dissect_model::burn::tensor::{Device, Int, Tensor, TensorData};
 use dissect_model::{Clip, ClipConfig};
 
 use crate::error::{Result, TrainError};
-use crate::metrics::EvalReport;
 
 const ENCODE_BATCH: usize = 256;
 
@@ -28,6 +28,8 @@ pub struct EvalSet {
 }
 
 impl EvalSet {
+    /// Decodes and tokenizes the dataset's held-out split (and its zero-shot prompts, when it
+    /// has classes and templates) with the run's tokenizer and preprocessing.
     pub fn load(
         data_dir: &Path,
         manifest: &DatasetManifest,
@@ -69,10 +71,12 @@ impl EvalSet {
         })
     }
 
+    /// Held-out pairs.
     pub fn len(&self) -> usize {
         self.captions.len()
     }
 
+    /// Whether the split is empty (never, once loaded).
     pub fn is_empty(&self) -> bool {
         self.captions.is_empty()
     }
@@ -116,25 +120,7 @@ impl EvalSet {
             }
             _ => None,
         };
-        let (tr, ir) = (retrieval.image_to_text, retrieval.text_to_image);
-        Ok(EvalReport {
-            tr_r1: tr.r1,
-            tr_r5: tr.r5,
-            tr_r10: tr.r10,
-            tr_mean_rank: tr.mean_rank,
-            tr_median_rank: tr.median_rank,
-            ir_r1: ir.r1,
-            ir_r5: ir.r5,
-            ir_r10: ir.r10,
-            ir_mean_rank: ir.mean_rank,
-            ir_median_rank: ir.median_rank,
-            zero_shot_top1: zero_shot.as_ref().map(|z| z.top1),
-            zero_shot_top5: zero_shot.as_ref().and_then(|z| z.top5),
-            clipscore_matched: clipscore.matched,
-            clipscore_random: clipscore.random,
-            images: n,
-            texts: n,
-        })
+        Ok(EvalReport { retrieval, zero_shot, clipscore, images: n, texts: n })
     }
 }
 

@@ -1,18 +1,30 @@
-//! The dissect trainer: CLIP training on Burn with online sample selection in the loop,
-//! atomic resumable checkpoints, JSONL logs, per-visit records and held-out evaluation.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
-pub mod checkpoint;
-pub mod compare;
-pub mod config;
-pub mod error;
-pub mod evaluate;
-pub mod metrics;
-pub mod schedule;
-pub mod trainer;
+mod checkpoint;
+mod compare;
+mod config;
+mod error;
+mod evaluate;
+mod files;
+mod log;
+mod metrics;
+mod observer;
+mod ranks;
+mod schedule;
+mod setup;
+mod stop;
+mod trainer;
 
-pub use compare::{ComparisonReport, compare, strategy_result};
-pub use config::TrainConfig;
+pub use checkpoint::{TrainerState, latest_checkpoint, read_trainer_state};
+pub use compare::{CompareObserver, ComparisonReport, compare, strategy_result};
+pub use config::{OptimConfig, TrainConfig, merge_tables};
 pub use error::{Result, TrainError};
 pub use evaluate::EvalSet;
-pub use metrics::{EpochSummary, EvalReport};
-pub use trainer::{MAPPED_SCORES_FILE, RunOutcome, load_trained, train};
+pub use files::{CONFIG_FILE, LOG_FILE, MAPPED_SCORES_FILE, RunFiles, SUMMARY_FILE, TOKENIZER_FILE};
+pub use log::{LogRecord, StepLog, StepTimes, read_log};
+pub use metrics::{EpochAccumulator, EpochSummary};
+pub use observer::{Observer, RunStart};
+pub use schedule::cosine_lr;
+pub use stop::StopSignal;
+pub use trainer::{Ending, Run, RunOutcome, load_model_config, load_trained, train, train_with};

@@ -1,98 +1,96 @@
 //! Per-epoch accounting: what was selected, how noisy it was, how scores moved.
 
-use dissect_eval::{EpochHistogram, EpochScoreSummary, NoiseDetection, Visit, noise_detection, summarize_scores};
+use dissect_data::LoadStats;
+use dissect_eval::{
+    EpochHistogram, EpochScoreSummary, EvalReport, Histogram, NoiseDetection, Visit, noise_detection, summarize_scores,
+};
 use serde::{Deserialize, Serialize};
-
-/// Fixed CLIPScore histogram bins shared by all epochs and runs, so panels compare.
-pub const HIST_LO: f64 = -20.0;
-pub const HIST_HI: f64 = 100.0;
-pub const HIST_BINS: usize = 24;
 
 /// Raw material of one epoch, kept until the epoch ends (and in checkpoints mid-epoch).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EpochAccumulator {
+    /// Optimiser steps.
     pub steps: u64,
+    /// Rows delivered by the loader.
     pub samples_seen: u64,
+    /// Rows kept by the selection.
     pub samples_trained: u64,
+    /// Sum of the steps' losses.
     pub loss_sum: f64,
+    /// Seconds waiting for the loader.
     pub time_data_s: f64,
+    /// Seconds in the scoring pass.
     pub time_scoring_s: f64,
+    /// Seconds in the selection core.
     pub time_selection_s: f64,
+    /// Seconds in the training pass and the optimiser step.
     pub time_training_s: f64,
+    /// Images of delivered batches that failed to decode (the loader reports the other
+    /// skips for the whole epoch at its end; these travel with the batches, so a resumed
+    /// epoch still counts the ones before the checkpoint).
+    pub corrupt_images: u64,
     /// One per visit with a ground-truth flag: (noisy, selected, rank key, CLIPScore).
     pub visits: Vec<(bool, bool, Option<f32>, Option<f32>)>,
-    /// CLIPScore histogram of the selected rows: (all, noisy) per bin.
-    pub selected_hist: Vec<(u64, u64)>,
+    /// CLIPScore histogram of the selected rows, once a scored row was selected.
+    pub selected_hist: Option<Histogram>,
 }
 
 impl EpochAccumulator {
+    /// Counts one sample visit: its ground-truth flag (if known), whether it was kept, its
+    /// ranking key and its CLIPScore (NaN when the step had no scoring pass).
     pub fn add_visit(&mut self, noisy: Option<bool>, selected: bool, rank_key: f32, curr: f32) {
         let finite = |v: f32| v.is_finite().then_some(v);
         if let Some(noisy) = noisy {
             self.visits.push((noisy, selected, finite(rank_key), finite(curr)));
         }
         if selected && curr.is_finite() {
-            if self.selected_hist.is_empty() {
-                self.selected_hist = vec![(0, 0); HIST_BINS];
-            }
-            let width = (HIST_HI - HIST_LO) / HIST_BINS as f64;
-            let bin = (((f64::from(curr) - HIST_LO) / width).floor().max(0.0) as usize).min(HIST_BINS - 1);
-            self.selected_hist[bin].0 += 1;
-            self.selected_hist[bin].1 += u64::from(noisy == Some(true));
+            self.selected_hist.get_or_insert_with(Histogram::clip_scores).add(f64::from(curr), noisy);
         }
     }
 }
 
-/// Held-out metrics after an epoch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalReport {
-    pub tr_r1: f64,
-    pub tr_r5: f64,
-    pub tr_r10: f64,
-    pub tr_mean_rank: f64,
-    pub tr_median_rank: f64,
-    pub ir_r1: f64,
-    pub ir_r5: f64,
-    pub ir_r10: f64,
-    pub ir_mean_rank: f64,
-    pub ir_median_rank: f64,
-    pub zero_shot_top1: Option<f64>,
-    pub zero_shot_top5: Option<f64>,
-    pub clipscore_matched: f64,
-    pub clipscore_random: f64,
-    pub images: usize,
-    pub texts: usize,
-}
-
-impl EvalReport {
-    pub fn mean_r1(&self) -> f64 {
-        (self.tr_r1 + self.ir_r1) / 2.0
-    }
-}
-
+/// What one epoch did: steps, rows, loss, time split, noise detection, score statistics,
+/// skipped samples and (when evaluated) the held-out report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochSummary {
+    /// The epoch (0-based).
     pub epoch: u32,
+    /// Optimiser steps in it.
     pub steps: u64,
+    /// Rows delivered by the loader.
     pub samples_seen: u64,
+    /// Rows kept by the selection.
     pub samples_trained: u64,
+    /// Mean of the steps' losses.
     pub mean_loss: f64,
     /// Cumulative training wall time at the end of this epoch (evaluation excluded).
     pub train_time_s: f64,
+    /// Seconds waiting for the loader.
     pub time_data_s: f64,
+    /// Seconds in the scoring pass.
     pub time_scoring_s: f64,
+    /// Seconds in the selection core.
     pub time_selection_s: f64,
+    /// Seconds in training passes and optimiser steps.
     pub time_training_s: f64,
+    /// How well the selection told noisy from clean pairs (data with ground-truth flags).
     pub noise: Option<NoiseDetection>,
+    /// CLIPScore statistics of the clean pairs visited (steps with a scoring pass).
     pub clean_scores: Option<EpochScoreSummary>,
+    /// CLIPScore statistics of the noisy pairs visited.
     pub noisy_scores: Option<EpochScoreSummary>,
+    /// CLIPScore histogram of the kept rows.
     pub selected_histogram: Option<EpochHistogram>,
-    pub skipped_samples: u64,
+    /// What the loader delivered and skipped this epoch (decode failures of delivered batches
+    /// included).
+    pub load: LoadStats,
+    /// The held-out evaluation after the epoch, when one was due.
     pub eval: Option<EvalReport>,
 }
 
 impl EpochSummary {
-    pub fn from_accumulator(epoch: u32, acc: &EpochAccumulator, train_time_s: f64, skipped_samples: u64) -> Self {
+    /// Summarises an epoch's accumulator (`eval` is filled in by the caller).
+    pub fn from_accumulator(epoch: u32, acc: &EpochAccumulator, train_time_s: f64, load: LoadStats) -> Self {
         let visits: Vec<Visit> = acc
             .visits
             .iter()
@@ -107,15 +105,7 @@ impl EpochSummary {
         let scores = |want_noisy: bool| -> Vec<f64> {
             acc.visits.iter().filter(|v| v.0 == want_noisy).filter_map(|v| v.3.map(f64::from)).collect()
         };
-        let histogram = (!acc.selected_hist.is_empty()).then(|| {
-            let width = (HIST_HI - HIST_LO) / HIST_BINS as f64;
-            EpochHistogram {
-                epoch: epoch as usize,
-                edges: (0..=HIST_BINS).map(|i| HIST_LO + width * i as f64).collect(),
-                counts: acc.selected_hist.iter().map(|b| b.0).collect(),
-                noisy: Some(acc.selected_hist.iter().map(|b| b.1).collect()),
-            }
-        });
+        let histogram = acc.selected_hist.clone().map(|histogram| EpochHistogram { epoch: epoch as usize, histogram });
         EpochSummary {
             epoch,
             steps: acc.steps,
@@ -131,7 +121,7 @@ impl EpochSummary {
             clean_scores: summarize_scores(epoch as usize, &scores(false)),
             noisy_scores: summarize_scores(epoch as usize, &scores(true)),
             selected_histogram: histogram,
-            skipped_samples,
+            load,
             eval: None,
         }
     }

@@ -1,5 +1,7 @@
 //! Learning-rate schedule: linear warm-up, then cosine decay to zero (open_clip's default).
 
+/// The learning rate of step `step` (0-based) of `total_steps`: linear warm-up to `base_lr`
+/// over `warmup_steps`, then cosine decay to 0 at `total_steps`.
 pub fn cosine_lr(base_lr: f64, warmup_steps: u64, total_steps: u64, step: u64) -> f64 {
     if step < warmup_steps {
         return base_lr * (step + 1) as f64 / warmup_steps as f64;

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use dissect_data::{Benchmark, GenerateOptions, generate};
-use dissect_select::{Strategy, read_records};
-use dissect_train::{TrainConfig, TrainError, train};
+use dissect_select::{SelectionConfig, Strategy, read_records};
+use dissect_train::{OptimConfig, TrainConfig, TrainError, train};
 
 fn dataset(dir: &Path) -> std::path::PathBuf {
     let data = dir.join("data");
@@ -24,13 +24,9 @@ fn config(data: &Path, out: &Path, strategy: Strategy) -> TrainConfig {
         model: "micro".into(),
         epochs: 2,
         batch_size: 32,
-        lr: 1e-3,
-        warmup_steps: 2,
-        strategy,
-        rate: 0.3,
-        warmup_epochs: 1,
+        optim: OptimConfig { lr: 1e-3, warmup_steps: 2, ..OptimConfig::default() },
+        selection: SelectionConfig { strategy, rate: 0.3, warmup_epochs: 1, ..SelectionConfig::default() },
         loader_threads: 2,
-        progress: false,
         vocab_size: 512,
         ..TrainConfig::default()
     }
@@ -77,7 +73,7 @@ fn stopped_and_resumed_run_equals_uninterrupted_run() {
     let err = train(&config(&data, &resumed_dir, Strategy::DissectMomentum), false).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
     let mut changed = config(&data, &resumed_dir, Strategy::DissectMomentum);
-    changed.rate = 0.5;
+    changed.selection.rate = 0.5;
     let err = train(&changed, true).unwrap_err().to_string();
     assert!(err.contains("rate"), "{err}");
     let resumed = train(&mapped(config(&data, &resumed_dir, Strategy::DissectMomentum)), true).unwrap();
@@ -183,9 +179,7 @@ fn divergence_stops_with_the_last_good_checkpoint_intact() {
     let data = dataset(dir.path());
     let run = dir.path().join("run");
     let mut c = config(&data, &run, Strategy::Full);
-    c.lr = 1e12;
-    c.warmup_steps = 0;
-    c.max_grad_norm = 0.0;
+    c.optim = OptimConfig { lr: 1e12, warmup_steps: 0, max_grad_norm: 0.0, ..c.optim };
     let err = train(&c, false).unwrap_err();
     assert!(matches!(err, TrainError::Diverged { .. }), "{err}");
     let message = err.to_string();
@@ -195,4 +189,137 @@ fn divergence_stops_with_the_last_good_checkpoint_intact() {
     let ckpt = run.join("checkpoints").join(latest.trim());
     let (model, _, _) = dissect_train::load_trained(&ckpt, &dissect_model::burn::tensor::Device::flex()).unwrap();
     assert!(model.logit_scale_value().is_finite());
+}
+
+/// Bytes a set of files takes on tmpfs (whole 4 KiB pages each).
+fn pages(files: impl IntoIterator<Item = std::path::PathBuf>) -> u64 {
+    files.into_iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len().div_ceil(4096) * 4096)).sum()
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
+    }
+    out
+}
+
+/// A disk that fills up while a checkpoint is written: the run fails with an error naming
+/// the file, the temporary checkpoint folder is gone, and `latest` still names the previous,
+/// complete checkpoint. Needs root (it mounts a small tmpfs); skipped with a message otherwise.
+#[test]
+fn a_full_disk_fails_the_run_cleanly_and_keeps_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let checkpoint_each_step = |out: &Path| TrainConfig {
+        checkpoint_every: 1,
+        keep_checkpoints: 5,
+        max_steps: Some(2),
+        ..config(&data, out, Strategy::Clipscore)
+    };
+    // Measure a run on the normal disk: what exists after the step-0 checkpoint, and the
+    // size of a checkpoint's model and optimiser files once AdamW has moments.
+    let probe = dir.path().join("probe");
+    train(&checkpoint_each_step(&probe), false).unwrap();
+    let step0: Vec<_> =
+        files_under(&probe).into_iter().filter(|f| !f.to_string_lossy().contains("step-0000000")).collect();
+    let step0 = pages(step0) + pages(files_under(&probe.join("checkpoints/step-00000000")));
+    let step1 = probe.join("checkpoints/step-00000001");
+    let (model, optimizer) = (pages([step1.join("model.bpk")]), pages([step1.join("optimizer.bpk")]));
+    assert!(optimizer > 8192, "optimizer state with moments is larger than a page or two");
+    // Room for step 0, the logs' growth and step 1's model, but only half its optimiser.
+    let size = step0 + 64 * 1024 + model + optimizer / 2;
+
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(&disk)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a tmpfs needs root (run the suite as root, as CI does, to test a full disk)");
+        return;
+    }
+    let run = disk.join("run");
+    let result = train(&checkpoint_each_step(&run), false);
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest"));
+    let leftovers: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let loads = dissect_train::load_trained(&run, &dissect_model::burn::tensor::Device::flex()).is_ok();
+    let _ = std::process::Command::new("umount").arg(&disk).status();
+
+    let err = result.expect_err("the second checkpoint cannot fit").to_string();
+    assert!(err.contains("No space left on device") && err.contains("step-00000000"), "{err}");
+    assert_eq!(latest.unwrap().trim(), "step-00000000");
+    assert!(leftovers.iter().all(|name| !name.contains(".tmp")), "no partial checkpoint left: {leftovers:?}");
+    assert!(loads, "the last good checkpoint loads");
+}
+
+/// A damaged shard (an image that does not decode, a missing image, an empty caption): a
+/// training epoch, stopped and resumed in the middle, counts the same skipped samples as
+/// `dissect data inspect`.
+#[test]
+fn skipped_samples_agree_with_inspect_across_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let shard = data.join("train-000000.tar");
+    damage(
+        &shard,
+        &[(3, Damage::CorruptImage), (17, Damage::NoImage), (40, Damage::EmptyCaption), (101, Damage::CorruptImage)],
+    );
+    let manifest = dissect_data::DatasetManifest::load(&data).unwrap();
+    let inspected = dissect_data::inspect(&manifest.train_set(&data).unwrap()).unwrap();
+    assert_eq!((inspected.corrupt_images, inspected.missing_images, inspected.empty_captions), (2, 1, 1));
+
+    let run = dir.path().join("run");
+    let one_epoch = |max_steps| TrainConfig { epochs: 1, max_steps, ..config(&data, &run, Strategy::Random) };
+    train(&one_epoch(Some(2)), false).unwrap();
+    let outcome = train(&one_epoch(None), true).unwrap();
+    let load = outcome.epochs[0].load;
+    assert_eq!(
+        (load.skipped_corrupt_image, load.skipped_missing_image, load.skipped_empty_caption, load.skipped_truncated),
+        (inspected.corrupt_images, inspected.missing_images, inspected.empty_captions, inspected.truncated)
+    );
+    assert_eq!(load.samples + load.dropped_last + load.skipped(), 192);
+}
+
+enum Damage {
+    CorruptImage,
+    NoImage,
+    EmptyCaption,
+}
+
+/// Rewrites a shard with the given samples (by position) damaged; keys and order stay.
+fn damage(shard: &Path, damaged: &[(usize, Damage)]) {
+    let bytes = std::fs::read(shard).unwrap();
+    let mut archive = tar::Archive::new(bytes.as_slice());
+    let mut out = tar::Builder::new(Vec::new());
+    let (mut sample, mut last_key) = (0usize, None::<String>);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let key = name.split('.').next().unwrap().to_string();
+        if last_key.as_ref().is_some_and(|k| *k != key) {
+            sample += 1;
+        }
+        last_key = Some(key);
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut body).unwrap();
+        let is_image = name.ends_with(".png") || name.ends_with(".jpg");
+        match damaged.iter().find(|(at, _)| *at == sample).map(|d| &d.1) {
+            Some(Damage::CorruptImage) if is_image => body = b"not an image".to_vec(),
+            Some(Damage::NoImage) if is_image => continue,
+            Some(Damage::EmptyCaption) if name.ends_with(".txt") => body.clear(),
+            _ => {}
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        out.append_data(&mut header, &name, body.as_slice()).unwrap();
+    }
+    std::fs::write(shard, out.into_inner().unwrap()).unwrap();
 }

@@ -1,13 +1,13 @@
-//! `dissect data …` subcommands.
+//! `dissect data …`: generate, pack, inspect and tokenize, printing a summary of each.
 
 use std::path::PathBuf;
 
+use anyhow::Result;
 use clap::Subcommand;
-
-use crate::benchmarks::{Benchmark, GenerateOptions, generate};
-use crate::error::Result;
-use crate::pack::{PackOptions, inspect, pack};
-use crate::shard::ShardSet;
+use dissect_data::{
+    Benchmark, DEFAULT_VOCAB_SIZE, GenerateOptions, MANIFEST_FILE, PackOptions, ShardSet, TextTokenizer, generate,
+    inspect, pack,
+};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum DataCommand {
@@ -44,12 +44,12 @@ pub enum DataCommand {
         /// Output file.
         #[arg(long, default_value = "tokenizer.json")]
         out: PathBuf,
-        #[arg(long, default_value_t = crate::tokenizer::DEFAULT_VOCAB_SIZE)]
+        #[arg(long, default_value_t = DEFAULT_VOCAB_SIZE)]
         vocab_size: usize,
     },
     /// Generate a built-in benchmark (train shards with noise, clean test shards, dataset.json).
     Generate {
-        #[arg(value_enum)]
+        /// noisy-shapes (generated, no download) or fashion-mnist (Debian's dataset-fashion-mnist).
         benchmark: Benchmark,
         /// Output directory.
         #[arg(long)]
@@ -95,7 +95,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Tokenizer { shards, out, vocab_size } => {
             let set = ShardSet::from_pattern(&shards.join(" "))?;
             let start = std::time::Instant::now();
-            let tok = crate::tokenizer::TextTokenizer::train_from_shards(&set, vocab_size)?;
+            let tok = TextTokenizer::train_from_shards(&set, vocab_size)?;
             tok.save(&out)?;
             println!(
                 "trained a {}-token BPE in {:.1}s: {}",
@@ -129,7 +129,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 m.image_size,
                 m.class_names.len()
             );
-            println!("manifest: {}", out.join(crate::benchmarks::MANIFEST_FILE).display());
+            println!("manifest: {}", out.join(MANIFEST_FILE).display());
         }
     }
     Ok(())
@@ -171,7 +171,7 @@ mod tests {
         let tok = format!("{out}/tok.json");
         let cli = Cli::try_parse_from(["x", "tokenizer", &pat, "--out", &tok, "--vocab-size", "300"]).unwrap();
         run(cli.cmd).unwrap();
-        assert!(crate::tokenizer::TextTokenizer::load(std::path::Path::new(&tok)).is_ok());
+        assert!(TextTokenizer::load(std::path::Path::new(&tok)).is_ok());
         assert!(Cli::try_parse_from(["x", "generate", "mnist", "--out", "y"]).is_err());
     }
 }

@@ -18,7 +18,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use rayon::prelude::*;
 
-use crate::cpu_kernel::{F32Values, f32_tensor, uses_cpu_kernels};
+use super::cpu::{F32Values, f32_tensor, uses_cpu_kernels};
 
 /// LayerNorm over the last dimension and its backward, as one backend extension.
 #[backend_extension(Flex, Autodiff)]

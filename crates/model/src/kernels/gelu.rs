@@ -18,7 +18,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::cpu_kernel::{F32Values, f32_tensor, uses_cpu_kernels};
+use super::cpu::{F32Values, f32_tensor, uses_cpu_kernels};
 
 /// GELU and its backward as one backend extension: implemented for `flex` and, with a custom
 /// backward node, for autodiff over it.

@@ -1,0 +1,205 @@
+//! The training flags shared by `train` and `compare`, and how they override a config file.
+//!
+//! Each flag carries the name of the config field it sets, and the flags serialise into a
+//! TOML table of the config's shape (`--rate` → `[selection] rate`) that is merged over the
+//! file's table: a flag is declared once here, and the config's own parser checks the name
+//! and the value (a test sets every flag, so a renamed field cannot go unnoticed).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dissect_select::WarmupRows;
+use dissect_train::{TrainConfig, merge_tables};
+use serde::Serialize;
+
+/// Training options shared by `train` and `compare`; each overrides the config file.
+#[derive(Args, Clone, Default, Serialize)]
+pub struct TrainOptions {
+    /// TOML config file (every field optional; flags below override it).
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Dataset folder with dataset.json (`dissect data generate ...`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Model preset: micro, tiny, small, vit-b-32.
+    #[arg(long)]
+    model: Option<String>,
+    /// Passes over the training split.
+    #[arg(long)]
+    epochs: Option<u32>,
+    /// Rows per batch before selection (all ranks together).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Seed of the initialisation, the data order and the selection.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Checkpoint every N steps (epoch ends always checkpoint).
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Reference run or checkpoint folder for the oracle strategies.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Stop after this many steps in total.
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Visit-record format: dsv, csv or none.
+    #[arg(long)]
+    records: Option<String>,
+    /// Compute device: cpu, or cuda / cuda:N in a build with `--features cuda`.
+    #[arg(long)]
+    device: Option<String>,
+    /// Data-parallel ranks: one GPU each from --device (cuda:K, cuda:K+1, ...), each
+    /// selecting from its own slice of the batch; on cpu the ranks share the CPU.
+    #[arg(long)]
+    ranks: Option<usize>,
+    /// Keep the per-sample score state in a memory-mapped file in the run folder (for
+    /// datasets too large for RAM at 24 bytes a sample).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
+    mapped_scores: bool,
+    #[command(flatten)]
+    optim: OptimFlags,
+    #[command(flatten)]
+    selection: SelectionFlags,
+    /// Hide the progress bar (epoch lines still go to stderr).
+    #[arg(long)]
+    #[serde(skip)]
+    pub no_progress: bool,
+}
+
+/// The `[optim]` section.
+#[derive(Args, Clone, Default, Serialize)]
+struct OptimFlags {
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Linear learning-rate warm-up steps.
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    /// AdamW weight decay.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Global gradient-norm clip (0: none).
+    #[arg(long)]
+    max_grad_norm: Option<f32>,
+}
+
+/// The `[selection]` section (the strategy is chosen by `train --strategy` or `compare
+/// --strategies`).
+#[derive(Args, Clone, Default, Serialize)]
+struct SelectionFlags {
+    /// Selection rate r (fraction of each batch trained on).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Warm-up epochs W of dissect-warmup.
+    #[arg(long)]
+    warmup_epochs: Option<u32>,
+    /// Momentum β of dissect-momentum.
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// Rows trained on in epochs < W: random (the rule: dissect-warmup draws k rows, others
+    /// select from epoch 0) or all (every selecting strategy trains on every row until W).
+    #[arg(long)]
+    warmup_rows: Option<WarmupRows>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+impl TrainOptions {
+    /// The config file (or the defaults) with these flags and then `extra` merged over it.
+    pub fn resolve(&self, extra: toml::Table) -> Result<TrainConfig> {
+        let mut table = match &self.config {
+            Some(path) => TrainConfig::from_toml_file(path)?.to_table()?,
+            None => TrainConfig::default().to_table()?,
+        };
+        let flags = toml::Table::try_from(self).context("command-line flags")?;
+        merge_tables(&mut table, flags);
+        merge_tables(&mut table, extra);
+        let config = TrainConfig::from_table(table)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use dissect_select::RecordFormat;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: TrainOptions,
+    }
+
+    #[test]
+    fn every_flag_reaches_its_config_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.toml");
+        std::fs::write(&file, "epochs = 3\nbatch_size = 64\n[selection]\nstrategy = \"clipscore\"\nrate = 0.25\n")
+            .unwrap();
+        let file = file.to_string_lossy().into_owned();
+        let args = [
+            "x",
+            "--config",
+            &file,
+            "--data",
+            "d",
+            "--model",
+            "micro",
+            "--epochs",
+            "5",
+            "--seed",
+            "7",
+            "--checkpoint-every",
+            "9",
+            "--reference",
+            "ref",
+            "--max-steps",
+            "11",
+            "--records",
+            "csv",
+            "--device",
+            "cpu",
+            "--ranks",
+            "2",
+            "--mapped-scores",
+            "--lr",
+            "0.01",
+            "--warmup-steps",
+            "3",
+            "--weight-decay",
+            "0.05",
+            "--max-grad-norm",
+            "2",
+            "--rate",
+            "0.5",
+            "--warmup-epochs",
+            "4",
+            "--momentum",
+            "0.8",
+            "--warmup-rows",
+            "all",
+        ];
+        let config = Cli::parse_from(args).options.resolve(toml::Table::new()).unwrap();
+        assert_eq!((config.data.to_str(), config.model.as_str(), config.epochs), (Some("d"), "micro", 5));
+        assert_eq!((config.batch_size, config.seed, config.checkpoint_every), (64, 7, 9), "file value kept");
+        assert_eq!((config.reference.as_deref().and_then(|p| p.to_str()), config.max_steps), (Some("ref"), Some(11)));
+        assert_eq!((config.records, config.device.as_str(), config.ranks), (Some(RecordFormat::Csv), "cpu", 2));
+        assert!(config.mapped_scores);
+        let o = config.optim;
+        assert_eq!((o.lr, o.warmup_steps, o.weight_decay, o.max_grad_norm), (0.01, 3, 0.05, 2.0));
+        let s = config.selection;
+        assert_eq!((s.rate, s.warmup_epochs, s.momentum, s.warmup_rows), (0.5, 4, 0.8, WarmupRows::All));
+        assert_eq!(s.strategy.name(), "clipscore", "the file's strategy stays");
+
+        let bad = Cli::parse_from(["x", "--rate", "2"]).options.resolve(toml::Table::new()).unwrap_err();
+        assert!(bad.to_string().contains("selection.rate"), "{bad}");
+    }
+}

@@ -1,0 +1,181 @@
+//! One training step (forward + backward on the kept rows, clipping, AdamW, temperature clamp)
+//! and the scoring pass (a forward pass without the autodiff tape), on one device or split
+//! over data-parallel ranks.
+
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::Device;
+
+use crate::batch::ClipBatch;
+use crate::error::ModelError;
+use crate::loss::{clip_loss, clip_scores, per_sample_loss, scalar_f32, to_vec_f32};
+use crate::model::Clip;
+use crate::optim::{ClipOptimizer, clamp_logit_scale, clip_grad_norm};
+
+/// What one optimiser step reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Contrastive loss of the batch before the update.
+    pub loss: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+}
+
+fn model_device(model: &Clip) -> Device {
+    model.logit_scale.val().device()
+}
+
+/// Forward + backward on `batch` (all of it: select rows first with
+/// [`ClipBatch::select_rows`]), global gradient clipping, AdamW step, temperature clamp.
+///
+/// `model` must live on an autodiff device (`Device::flex().autodiff()`); the batch is moved
+/// there. A non-finite loss or gradient norm returns [`ModelError::NonFinite`] before the
+/// update, so the last good state (e.g. a checkpoint) stays valid.
+pub fn train_step(
+    model: Clip,
+    optim: &mut ClipOptimizer,
+    batch: &ClipBatch,
+    lr: f64,
+    max_grad_norm: Option<f32>,
+) -> Result<(Clip, StepStats), ModelError> {
+    let (loss, grads) = loss_and_gradients(&model, batch, 1.0)?;
+    apply_gradients(model, optim, grads, loss, lr, max_grad_norm)
+}
+
+/// One data-parallel step: rank `r` runs forward + backward of its own rows
+/// `rank_batches[r]` on a replica of `model` on `rank_devices[r]` (inner devices; the replica
+/// gets their autodiff twin), each in its own thread. Each rank's contrastive loss uses its
+/// own rows as negatives (open_clip's `--local-loss` without feature gathering); the
+/// gradients are averaged onto the model's device, clipped there by their global norm, and
+/// one AdamW step updates the model, which the next step forks to the ranks again.
+///
+/// With one rank this is exactly [`train_step`]. The reported loss is the mean of the ranks'
+/// losses. Gradients are summed in rank order, so the result does not depend on thread timing.
+pub fn train_step_ranks(
+    model: Clip,
+    optim: &mut ClipOptimizer,
+    rank_batches: &[ClipBatch],
+    rank_devices: &[Device],
+    lr: f64,
+    max_grad_norm: Option<f32>,
+) -> Result<(Clip, StepStats), ModelError> {
+    check_ranks(rank_batches.len(), rank_devices.len())?;
+    if let [batch] = rank_batches {
+        return train_step(model, optim, batch, lr, max_grad_norm);
+    }
+    let scale = 1.0 / rank_batches.len() as f32;
+    let per_rank = std::thread::scope(|scope| {
+        let handles: Vec<_> = rank_batches
+            .iter()
+            .zip(rank_devices)
+            .map(|(batch, device)| {
+                let replica = model.clone().fork(&device.clone().autodiff());
+                scope.spawn(move || loss_and_gradients(&replica, batch, scale).map(|(l, g)| (l, g, replica)))
+            })
+            .collect();
+        handles.into_iter().map(join_rank).collect::<Vec<_>>()
+    });
+    let home = model_device(&model);
+    let mut sum = GradientsAccumulator::<Clip>::new();
+    let mut loss = 0.0;
+    for result in per_rank {
+        let (rank_loss, grads, replica) = result?;
+        loss += rank_loss;
+        sum.accumulate(&model, grads.to_device(&home, &replica));
+    }
+    apply_gradients(model, optim, sum.grads(), loss * scale, lr, max_grad_norm)
+}
+
+fn check_ranks(batches: usize, devices: usize) -> Result<(), ModelError> {
+    if batches == 0 || batches != devices {
+        return Err(ModelError::Batch(format!("{batches} rank batches for {devices} rank devices")));
+    }
+    Ok(())
+}
+
+fn join_rank<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, ModelError>>) -> Result<T, ModelError> {
+    handle.join().unwrap_or_else(|_| Err(ModelError::Batch("a data-parallel rank's thread panicked".into())))
+}
+
+/// Forward + backward of `loss · scale` on `batch`; returns the unscaled loss and the
+/// gradients keyed by the model's parameter ids.
+fn loss_and_gradients(model: &Clip, batch: &ClipBatch, scale: f32) -> Result<(f32, GradientsParams), ModelError> {
+    let batch = batch.to_device(&model_device(model));
+    let out = model.forward(batch.images, batch.tokens, batch.eot);
+    let loss = clip_loss(&out);
+    let loss_value = scalar_f32(loss.clone())?;
+    if !loss_value.is_finite() {
+        return Err(ModelError::NonFinite { what: "loss", value: loss_value });
+    }
+    let loss = if scale == 1.0 { loss } else { loss.mul_scalar(scale) };
+    Ok((loss_value, GradientsParams::from_grads(loss.backward(), model)))
+}
+
+/// Global gradient clipping, AdamW step and temperature clamp.
+fn apply_gradients(
+    model: Clip,
+    optim: &mut ClipOptimizer,
+    mut grads: GradientsParams,
+    loss: f32,
+    lr: f64,
+    max_grad_norm: Option<f32>,
+) -> Result<(Clip, StepStats), ModelError> {
+    let grad_norm = clip_grad_norm(optim.params(), &mut grads, max_grad_norm)?;
+    if !grad_norm.is_finite() {
+        return Err(ModelError::NonFinite { what: "gradient norm", value: grad_norm });
+    }
+    let model = optim.step(lr, model, grads);
+    let model = clamp_logit_scale(model)?;
+    Ok((model, StepStats { loss, grad_norm }))
+}
+
+/// Per-row scores of the scoring pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowScores {
+    /// `100 · cos(f_j, g_j)`, unclamped.
+    pub clip_scores: Vec<f32>,
+    /// Per-sample symmetric InfoNCE `ℓ_j` over the whole batch.
+    pub per_sample_loss: Vec<f32>,
+}
+
+/// The scoring pass: a forward pass over the whole batch without the autodiff tape.
+///
+/// `model` may be the training (autodiff) model or its `valid()` copy; it is scored without
+/// the tape either way.
+pub fn score_batch(model: &Clip, batch: &ClipBatch) -> Result<RowScores, ModelError> {
+    score_untracked(&model.valid(), batch)
+}
+
+/// [`score_batch`] for a model already without the tape.
+fn score_untracked(model: &Clip, batch: &ClipBatch) -> Result<RowScores, ModelError> {
+    let batch = batch.to_device(&model_device(model));
+    let out = model.forward(batch.images, batch.tokens, batch.eot);
+    let scores = clip_scores(&out.image_features, &out.text_features);
+    Ok(RowScores { clip_scores: to_vec_f32(scores)?, per_sample_loss: to_vec_f32(per_sample_loss(&out))? })
+}
+
+/// The scoring pass of a data-parallel step: rank `r` scores `rank_batches[r]` on a copy of
+/// `model` (training model or `valid()` copy) on `rank_devices[r]`, each in its own thread;
+/// results in rank order. With one rank this is exactly [`score_batch`].
+pub fn score_batches(
+    model: &Clip,
+    rank_batches: &[ClipBatch],
+    rank_devices: &[Device],
+) -> Result<Vec<RowScores>, ModelError> {
+    check_ranks(rank_batches.len(), rank_devices.len())?;
+    let model = model.valid();
+    if let [batch] = rank_batches {
+        return Ok(vec![score_untracked(&model, batch)?]);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = rank_batches
+            .iter()
+            .zip(rank_devices)
+            .map(|(batch, device)| {
+                let replica = model.clone().fork(device);
+                scope.spawn(move || score_untracked(&replica, batch))
+            })
+            .collect();
+        handles.into_iter().map(join_rank).collect()
+    })
+}

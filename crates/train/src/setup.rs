@@ -1,0 +1,256 @@
+//! The pieces [`crate::Run::open`] assembles, each from the config and, when resuming, the
+//! latest checkpoint.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dissect_data::{Batch, DatasetManifest, Loader, LoaderConfig, PreprocessConfig, ShardSet, TextTokenizer};
+use dissect_model::burn::tensor::Device;
+use dissect_model::{AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, model_from_bytes};
+use dissect_select::{RecordWriter, ScoreState, Selector, Strategy};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::checkpoint::{
+    MODEL_FILE, OPTIMIZER_FILE, SELECTION_FILE, TRAINER_FILE, TrainerState, latest_checkpoint, read_file,
+    read_trainer_state, trainer_format_version, write_atomic,
+};
+use crate::config::TrainConfig;
+use crate::error::{Result, TrainError};
+use crate::files::RunFiles;
+use crate::log::open_truncated;
+use crate::trainer::load_trained;
+
+/// Checks the run folder and writes the config into it. Returns the checkpoint to continue
+/// from: the latest one with `resume` (after checking the saved config allows it), none for
+/// a fresh run (refused if the folder already holds a run and `resume` is off).
+pub(crate) fn prepare_folder(config: &TrainConfig, files: &RunFiles, resume: bool) -> Result<Option<PathBuf>> {
+    let root = files.root();
+    std::fs::create_dir_all(root).map_err(|e| TrainError::io(root, e))?;
+    let latest = latest_checkpoint(root)?;
+    match (&latest, resume) {
+        (Some(_), true) => config.check_resumable_from(&TrainConfig::from_toml_file(&files.config())?)?,
+        (Some(_), false) if files.config().exists() => {
+            return Err(TrainError::Config(format!(
+                "out: {} already holds a run; pass --resume to continue it, or choose another folder",
+                root.display()
+            )));
+        }
+        _ => {}
+    }
+    write_atomic(&files.config(), config.to_toml()?.as_bytes())?;
+    Ok(latest.filter(|_| resume))
+}
+
+pub(crate) fn load_manifest(config: &TrainConfig) -> Result<DatasetManifest> {
+    DatasetManifest::load(&config.data).map_err(|e| {
+        TrainError::Config(format!(
+            "data: {e}\n  (make the built-in benchmark with `dissect data generate noisy-shapes --out {}`)",
+            config.data.display()
+        ))
+    })
+}
+
+/// The run's tokenizer: the saved one when resuming, else trained on the training captions.
+pub(crate) fn tokenizer(
+    config: &TrainConfig,
+    files: &RunFiles,
+    train_set: &ShardSet,
+    resuming: bool,
+) -> Result<Arc<TextTokenizer>> {
+    let path = files.tokenizer();
+    if resuming && path.is_file() {
+        return Ok(Arc::new(TextTokenizer::load(&path)?));
+    }
+    let tokenizer = TextTokenizer::train_from_shards(train_set, config.vocab_size)?;
+    tokenizer.save(&path)?;
+    Ok(Arc::new(tokenizer))
+}
+
+/// The preset sized to the tokenizer's vocabulary and the dataset's images, saved as
+/// `model.toml`.
+pub(crate) fn model_config(
+    config: &TrainConfig,
+    files: &RunFiles,
+    manifest: &DatasetManifest,
+    tokenizer: &TextTokenizer,
+) -> Result<ClipConfig> {
+    let mut model_config = ClipConfig::preset(&config.model)?;
+    model_config.vocab_size = tokenizer.vocab_size();
+    model_config.image_size = manifest.image_size as usize;
+    model_config.validate().map_err(|e| TrainError::Config(format!("model for this dataset: {e}")))?;
+    write_atomic(&files.model_config(), model_config.to_toml_string()?.as_bytes())?;
+    Ok(model_config)
+}
+
+/// The model on `device`'s autodiff twin and its optimiser, both restored from `checkpoint`.
+pub(crate) fn model_and_optimizer(
+    config: &TrainConfig,
+    model_config: &ClipConfig,
+    device: &Device,
+    checkpoint: Option<&Path>,
+) -> Result<(Clip, ClipOptimizer)> {
+    let mut model = Clip::new(model_config, config.seed, &device.clone().autodiff())?;
+    let settings = AdamWSettings { weight_decay: config.optim.weight_decay as f32, ..AdamWSettings::default() };
+    // The optimiser is built from the model's parameter ids, so the checkpoint's model is
+    // loaded before it.
+    if let Some(dir) = checkpoint {
+        model = model_from_bytes(model, &read_file(dir, MODEL_FILE)?)?;
+    }
+    let mut optim = ClipOptimizer::new(&model, settings);
+    if let Some(dir) = checkpoint {
+        optim.load_bytes(&read_file(dir, OPTIMIZER_FILE)?)?;
+    }
+    Ok((model, optim))
+}
+
+/// The selector over the score state (in RAM, or mapped when `mapped_scores`) and the
+/// trainer's position: both from the checkpoint, or fresh.
+pub(crate) fn selection(
+    config: &TrainConfig,
+    files: &RunFiles,
+    checkpoint: Option<&Path>,
+    dataset_len: u64,
+) -> Result<(Selector, TrainerState)> {
+    let mapped = files.mapped_scores();
+    let (scores, state) = match checkpoint {
+        Some(dir) => {
+            let snapshot = dir.join(SELECTION_FILE);
+            let scores = if config.mapped_scores {
+                ScoreState::load_mapped(&snapshot, &mapped)?
+            } else {
+                ScoreState::load(&snapshot)?
+            };
+            if scores.len() != dataset_len {
+                return Err(TrainError::Checkpoint {
+                    path: dir.to_path_buf(),
+                    message: format!("score state holds {} samples, the dataset {dataset_len}", scores.len()),
+                });
+            }
+            (scores, read_trainer_state(dir)?)
+        }
+        None => {
+            let scores = if config.mapped_scores {
+                ScoreState::create_mapped(&mapped, dataset_len)?
+            } else {
+                ScoreState::new(dataset_len)?
+            };
+            (scores, fresh_state(config.seed))
+        }
+    };
+    Ok((Selector::new(config.selection, scores)?, state))
+}
+
+fn fresh_state(seed: u64) -> TrainerState {
+    let mut state = TrainerState {
+        format_version: trainer_format_version(),
+        epoch: 0,
+        next_batch: 0,
+        step: 0,
+        rng_seed: [0; 32],
+        rng_stream: 0,
+        rng_word_pos: String::new(),
+        train_time_s: 0.0,
+        records_len: 0,
+        log_len: 0,
+        epoch_accumulator: Default::default(),
+        history: Vec::new(),
+    };
+    save_rng(&ChaCha8Rng::seed_from_u64(seed ^ 0x0d15_5ec7), &mut state);
+    state
+}
+
+/// Stores the selection RNG's exact position in the trainer state.
+pub(crate) fn save_rng(rng: &ChaCha8Rng, state: &mut TrainerState) {
+    (state.rng_seed, state.rng_stream, state.rng_word_pos) =
+        (rng.get_seed(), rng.get_stream(), rng.get_word_pos().to_string());
+}
+
+/// The selection RNG at the position the trainer state recorded.
+pub(crate) fn restore_rng(state: &TrainerState) -> Result<ChaCha8Rng> {
+    let mut rng = ChaCha8Rng::from_seed(state.rng_seed);
+    rng.set_stream(state.rng_stream);
+    let pos: u128 = state.rng_word_pos.parse().map_err(|_| TrainError::Checkpoint {
+        path: PathBuf::from(TRAINER_FILE),
+        message: format!("bad RNG position '{}'", state.rng_word_pos),
+    })?;
+    rng.set_word_pos(pos);
+    Ok(rng)
+}
+
+/// The visit-record writer, continuing the file from `keep_len` bytes.
+pub(crate) fn records(config: &TrainConfig, files: &RunFiles, keep_len: u64) -> Result<Option<RecordWriter>> {
+    let Some(format) = config.records else { return Ok(None) };
+    let path = files.records(format);
+    open_truncated(&path, keep_len)?;
+    Ok(Some(RecordWriter::append(&path)?))
+}
+
+/// The training loader (no random crops: the built-in data is already at its size) and the
+/// preprocessing the held-out split shares.
+pub(crate) fn loader(
+    config: &TrainConfig,
+    manifest: &DatasetManifest,
+    train_set: ShardSet,
+    tokenizer: &Arc<TextTokenizer>,
+    model_config: &ClipConfig,
+) -> Result<(Loader, PreprocessConfig)> {
+    let mut preprocess = PreprocessConfig::new(manifest.image_size);
+    preprocess.random_resized_crop = None;
+    let mut loader_config = LoaderConfig::new(config.batch_size, manifest.image_size);
+    loader_config.context_len = model_config.context_length;
+    loader_config.preprocess = preprocess.clone();
+    loader_config.threads = config.loader_threads.max(1);
+    loader_config.seed = config.seed;
+    let loader = Loader::new(train_set, tokenizer.clone(), loader_config)?;
+    if loader.batches_per_epoch() == 0 {
+        return Err(TrainError::Config(format!(
+            "batch_size: {} is larger than the {} training samples",
+            config.batch_size,
+            loader.num_samples()
+        )));
+    }
+    Ok((loader, preprocess))
+}
+
+/// The frozen reference model of the oracle strategies, with its own tokenizer.
+pub(crate) struct Reference {
+    model: Clip,
+    config: ClipConfig,
+    tokenizer: Arc<TextTokenizer>,
+}
+
+pub(crate) fn reference(config: &TrainConfig, device: &Device) -> Result<Option<Reference>> {
+    match (&config.reference, config.selection.strategy.is_oracle()) {
+        (Some(path), true) => {
+            let (model, config, tokenizer) = load_trained(path, device)?;
+            Ok(Some(Reference { model, config, tokenizer }))
+        }
+        _ => Ok(None),
+    }
+}
+
+impl Reference {
+    /// Scores of the batch rows `rows` (one rank's local batch: negCLIPLoss contrasts against
+    /// that rank's rows), tokenized with the reference run's own tokenizer.
+    pub(crate) fn scores(
+        &self,
+        strategy: Strategy,
+        batch: &Batch,
+        rows: &Range<usize>,
+        device: &Device,
+    ) -> Result<Vec<f32>> {
+        let captions: Vec<&str> = batch.captions[rows.clone()].iter().map(String::as_str).collect();
+        let tokens = self.tokenizer.encode_batch(&captions, self.config.context_length)?;
+        let per_image = batch.images.len() / batch.len();
+        let images = &batch.images[rows.start * per_image..rows.end * per_image];
+        let host = ClipBatch::from_host(&self.config, images, &tokens.ids, &tokens.eot_positions, device)?;
+        let out = self.model.forward(host.images, host.tokens, host.eot);
+        let scores = match strategy {
+            Strategy::OracleCliploss => dissect_model::neg_clip_loss(&out),
+            _ => dissect_model::clip_scores(&out.image_features, &out.text_features),
+        };
+        Ok(dissect_model::to_vec_f32(scores)?)
+    }
+}
