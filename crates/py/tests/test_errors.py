@@ -12,7 +12,8 @@ def momentum(n=4):
 
 def test_length_mismatch_names_the_array():
     sel = momentum()
-    with pytest.raises(ValueError, match=r"^clip_scores: length mismatch: the batch has 2 indices but CLIP scores has 1"):
+    message = r"^clip_scores: length mismatch: the batch has 2 indices but CLIP scores has 1 values"
+    with pytest.raises(ValueError, match=message):
         sel.select(np.array([0, 1]), np.array([1.0], dtype=np.float32), epoch=0, step=0)
     big = ds.Selector("big-loss", 0.5, 4)
     with pytest.raises(ValueError, match=r"^losses: length mismatch"):

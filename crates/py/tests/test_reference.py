@@ -28,8 +28,9 @@ def reference():
     if shutil.which("cargo") is None:
         pytest.skip("cargo is not installed: cannot build the Rust reference (crates/py/examples/select_file.rs)")
     manifest = str(CRATE / "Cargo.toml")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "select_file", "--manifest-path", manifest], check=True)
-    return ["cargo", "run", "--release", "--quiet", "--example", "select_file", "--manifest-path", manifest, "--"]
+    cargo = ["cargo", "--quiet", "--release", "--example", "select_file", "--manifest-path", manifest]
+    subprocess.run([cargo[0], "build", *cargo[1:]], check=True)
+    return [cargo[0], "run", *cargo[1:], "--"]
 
 
 def trajectories(strategy, dataset_len, epochs, batch_size, seed):
@@ -96,7 +97,8 @@ def test_python_equals_rust(tmp_path, reference, strategy, options):
     sel = ds.Selector(**config)
     positions, drew, keys = [], [], []
     for b in batches:
-        scores = {k: np.asarray(b[k], dtype=np.float32) for k in ("clip_scores", "losses", "reference_scores") if k in b}
+        names = ("clip_scores", "losses", "reference_scores")
+        scores = {k: np.asarray(b[k], dtype=np.float32) for k in names if k in b}
         kept = sel.select(np.asarray(b["indices"]), epoch=b["epoch"], step=b["step"], **scores)
         positions.append(kept.tolist())
         drew.append(sel.last_drew_at_random)
