@@ -27,7 +27,7 @@ the README (about 4 minutes on one CPU thread):
 It prints, for each strategy, the fraction of noisy pairs among the kept rows per epoch and
 image-to-text / text-to-image R@1 on the clean test split at the end, and writes them to
 OUT/results.json. On a CPU that other jobs share, prefer `--threads 1` (or set
-OMP_WAIT_POLICY=PASSIVE): PyTorch's spinning OpenMP threads ran a step 20x slower here.
+OMP_WAIT_POLICY=PASSIVE): PyTorch's spinning OpenMP threads made a step more than 20x slower here.
 """
 
 import argparse
