@@ -20,9 +20,9 @@ bit-identical to the Rust ones).
 Needs `pip install torch open_clip_torch` and `pip install ./crates/py`. The run recorded in
 the README (about 4 minutes on one CPU thread):
 
-    python examples/open_clip_dissect.py --data /tmp/noisy-shapes --generate \\
+    python examples/open_clip_dissect.py --data data/noisy-shapes --generate \\
         --strategies dissect-momentum,random,full --epochs 12 --warmup-epochs 4 \\
-        --warmup-rows all --threads 1 --out /tmp/oc-run
+        --warmup-rows all --threads 1 --out runs/open_clip_dissect
 
 It prints, for each strategy, the fraction of noisy pairs among the kept rows per epoch and
 image-to-text / text-to-image R@1 on the clean test split at the end, and writes them to
@@ -249,7 +249,7 @@ def generate(directory, train_size, test_size, noise_rate, seed):
     write_split(directory, "train", train, noisy, originals)
     write_split(directory, "test", test, np.zeros(test_size, dtype=bool), originals)
     manifest = {
-        "name": "noisy-shapes", "train": "train-{000000..000000}.tar", "test": "test-{000000..000000}.tar",
+        "name": "noisy-shapes", "train": "train-000000.tar", "test": "test-000000.tar",  # one shard: no braces
         "train_size": train_size, "test_size": test_size, "image_size": 32,
         "class_names": [s[0] for s in SHAPES], "templates": ["a {}.", "a photo of a {}."],
         "noise_rate": noise_rate, "noisy_count": int(noisy.sum()), "seed": seed,
