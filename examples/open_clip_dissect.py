@@ -12,15 +12,14 @@ Data: WebDataset shards of the built-in noisy-shapes benchmark, as written by
     dissect data generate noisy-shapes --out DIR --noise-rate 0.4
 
 (`DIR/dataset.json`, `train-*.tar`/`test-*.tar` with `{key}.png`, `{key}.txt` and
-`{key}.json` = {"noisy": bool, ...}). Without the dissect binary, `--generate` writes a
-stand-in of the same format and statistics with Python (a port of the generator: drawings,
-caption templates and noise injection follow crates/data, but the images are not
-bit-identical to the Rust ones).
+`{key}.json` = {"noisy": bool, ...}).
 
 Needs `pip install torch open_clip_torch` and `pip install ./crates/py`. The run recorded in
 the README (about 4 minutes on one CPU thread):
 
-    python examples/open_clip_dissect.py --data data/noisy-shapes --generate \\
+    dissect data generate noisy-shapes --out data/noisy-shapes-4k --noise-rate 0.4 \\
+        --train-size 4096 --test-size 1000
+    python examples/open_clip_dissect.py --data data/noisy-shapes-4k \\
         --strategies dissect-momentum,random,full --epochs 12 --warmup-epochs 4 \\
         --warmup-rows all --threads 1 --out runs/open_clip_dissect
 
@@ -56,10 +55,6 @@ STD = torch.tensor(open_clip.constants.OPENAI_DATASET_STD).view(1, 3, 1, 1)
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="noisy-shapes directory (dataset.json + shards)")
-    p.add_argument("--generate", action="store_true", help="write the Python stand-in into --data if it is empty")
-    p.add_argument("--train-size", type=int, default=4096)
-    p.add_argument("--test-size", type=int, default=1000)
-    p.add_argument("--noise-rate", type=float, default=0.4)
     p.add_argument("--strategies", default="dissect-momentum,random", help="comma-separated, run one after another")
     p.add_argument("--rate", type=float, default=0.3, help="fraction of each batch trained on")
     p.add_argument("--warmup-epochs", type=int, default=2)
@@ -130,131 +125,6 @@ def load_dataset(directory):
     train = read_split(directory, manifest["train"])
     test = read_split(directory, manifest["test"])
     return manifest, train, test
-
-
-# A Python stand-in for `dissect data generate noisy-shapes` (crates/data/src/shapes.rs).
-SHAPES = [["circle", "disc", "round dot"], ["square", "box"], ["triangle"], ["diamond", "rhombus"],
-          ["cross", "plus sign"], ["star"], ["ring", "hollow circle"]]
-COLORS = [["red"], ["green"], ["blue"], ["yellow"], ["purple", "violet"], ["orange"], ["cyan", "turquoise"], ["pink"]]
-RGB = [(220, 30, 30), (30, 170, 50), (35, 70, 225), (240, 220, 30), (140, 40, 190), (250, 135, 20),
-       (30, 210, 215), (250, 115, 190)]
-SIZES = [["small", "little", "tiny"], ["big", "large"]]
-POSITIONS = [["top left", "upper left"], ["top right", "upper right"], ["bottom left", "lower left"],
-             ["bottom right", "lower right"], ["center", "middle"]]
-GRID = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5)]
-SINGLE = ["{A} {pos}", "{A}", "there is {A} {pos}", "{pos} there is {A}", "{A} {pos} on a plain background",
-          "a picture of {A} {pos}"]
-PAIR = ["{A} {rel} {B}", "{A} and {B}", "{A} {posA} and {B} {posB}", "there is {A} {rel} {B}", "{B} with {A} {rel} it"]
-
-
-def inside(shape, u, v):
-    if shape == 0:
-        return u * u + v * v <= 1
-    if shape == 1:
-        return (abs(u) <= 0.8) & (abs(v) <= 0.8)
-    if shape == 2:
-        return (v >= -0.85) & (v <= 0.8) & (abs(u) <= (v + 0.85) / 1.65 * 0.95)
-    if shape == 3:
-        return abs(u) + abs(v) <= 1
-    if shape == 4:
-        return ((abs(u) <= 0.32) & (abs(v) <= 0.95)) | ((abs(v) <= 0.32) & (abs(u) <= 0.95))
-    if shape == 5:
-        r = np.sqrt(u * u + v * v)
-        sector = 2 * np.pi / 5
-        a = np.mod(np.arctan2(v, u) + np.pi / 2, sector) / sector
-        return r <= 0.42 + 0.58 * (1 - abs(a - 0.5) * 2)
-    r2 = u * u + v * v
-    return (r2 >= 0.3) & (r2 <= 1)
-
-
-def scene(rng, size):
-    pick = lambda words: words[rng.integers(len(words))]  # noqa: E731
-    first = int(rng.integers(5))
-    objects = [[int(rng.integers(7)), int(rng.integers(8)), int(rng.integers(2)), first]]
-    if rng.random() < 0.5:
-        pos = int(rng.integers(4))
-        pos += pos >= first
-        b = [int(rng.integers(7)), int(rng.integers(8)), int(rng.integers(2)), pos]
-        if b[:2] == objects[0][:2]:
-            b[1] = (b[1] + 1 + int(rng.integers(7))) % 8
-        if 4 in (first, pos):  # only small objects fit next to the centre
-            objects[0][2] = b[2] = 0
-        objects.append(b)
-    grey, tint, amp = int(rng.integers(20, 236)), rng.integers(-18, 19, 3), int(rng.integers(2, 15))
-    img = np.clip(grey + tint + rng.integers(-amp, amp + 1, (size, size, 3)), 0, 255)
-    ys, xs = np.mgrid[0:size, 0:size] + 0.5
-    for shape, color, big, pos in objects:
-        gc, gr = GRID[pos]
-        cx = size * (0.27 + 0.46 * gc) + rng.uniform(-1, 1) * size * 0.04
-        cy = size * (0.27 + 0.46 * gr) + rng.uniform(-1, 1) * size * 0.04
-        r = size * (0.19 if big else 0.11)
-        mask = inside(shape, (xs - cx) / r, (ys - cy) / r)
-        img[mask] = np.clip(np.array(RGB[color]) + rng.integers(-8, 8, (int(mask.sum()), 3)), 0, 255)
-
-    def noun(o, p_size):
-        words = f"{pick(COLORS[o[1]])} {pick(SHAPES[o[0]])}"
-        if rng.random() < p_size:
-            words = f"{pick(SIZES[o[2]])} {words}"
-        return ("an " if words[0] in "aeiou" else "a ") + words
-
-    def where(p):
-        return f"{'at' if rng.random() < 0.5 else 'in'} the {pick(POSITIONS[p])}"
-
-    if len(objects) == 1:
-        caption = pick(SINGLE).replace("{A}", noun(objects[0], 0.8)).replace("{pos}", where(first))
-    else:
-        a, b = objects
-        (ac, ar), (bc, br) = GRID[a[3]], GRID[b[3]]
-        rels = [w for cond, w in [(ac < bc, ["to the left of", "left of"]), (ac > bc, ["to the right of", "right of"]),
-                                  (ar < br, ["above", "over"]), (ar > br, ["below", "under"])] if cond]
-        caption = pick(PAIR).replace("{A}", noun(a, 0.5)).replace("{B}", noun(b, 0.5))
-        caption = caption.replace("{rel}", pick(pick(rels)))
-        caption = caption.replace("{posA}", where(a[3])).replace("{posB}", where(b[3]))
-    return img.astype(np.uint8), caption, objects[0][0]
-
-
-def write_split(directory, name, scenes, noisy, originals):
-    """One shard `{name}-000000.tar` (keys = 9-digit global index) and `{name}.index.json`."""
-    with tarfile.open(directory / f"{name}-000000.tar", "w") as tar:
-        for i, (img, caption, cls) in enumerate(scenes):
-            png = io.BytesIO()
-            Image.fromarray(img).save(png, format="PNG")
-            meta = {"noisy": bool(noisy[i]), "class": cls}
-            if noisy[i]:
-                meta["original_caption"] = originals[i]
-            for ext, data in [("png", png.getvalue()), ("txt", caption.encode()), ("json", json.dumps(meta).encode())]:
-                info = tarfile.TarInfo(f"{i:09d}.{ext}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-    index = {"version": 1, "shards": [{"shard": f"{name}-000000.tar", "samples": len(scenes), "first_index": 0}]}
-    (directory / f"{name}.index.json").write_text(json.dumps(index))
-
-
-def generate(directory, train_size, test_size, noise_rate, seed):
-    """Noisy-shapes with `noise_rate` of the training captions swapped between pairs (each
-    swapped caption differs from the pair's own), and a clean test split."""
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    train = [scene(rng, 32) for _ in range(train_size)]
-    test = [scene(rng, 32) for _ in range(test_size)]
-    chosen = rng.choice(train_size, int(round(noise_rate * train_size)), replace=False)
-    originals = [c for _, c, _ in train]
-    swapped = np.roll(chosen, 1)
-    for i, j in zip(chosen, swapped):
-        while originals[j] == originals[i]:  # an identical caption would not be noise
-            j = int(rng.integers(train_size))
-        train[i] = (train[i][0], originals[j], train[i][2])
-    noisy = np.zeros(train_size, dtype=bool)
-    noisy[chosen] = True
-    write_split(directory, "train", train, noisy, originals)
-    write_split(directory, "test", test, np.zeros(test_size, dtype=bool), originals)
-    manifest = {
-        "name": "noisy-shapes", "train": "train-000000.tar", "test": "test-000000.tar",  # one shard: no braces
-        "train_size": train_size, "test_size": test_size, "image_size": 32,
-        "class_names": [s[0] for s in SHAPES], "templates": ["a {}.", "a photo of a {}."],
-        "noise_rate": noise_rate, "noisy_count": int(noisy.sum()), "seed": seed,
-    }
-    (directory / "dataset.json").write_text(json.dumps(manifest, indent=2))
 
 
 # --- model and training -----------------------------------------------------------------------
@@ -401,10 +271,6 @@ def train(args, strategy, train_split, test_split, tokenizer):
 def main():
     args = parse_args()
     torch.set_num_threads(args.threads)
-    if args.generate and not (args.data / "dataset.json").exists():
-        began = time.perf_counter()
-        generate(args.data, args.train_size, args.test_size, args.noise_rate, args.seed)
-        print(f"wrote the Python noisy-shapes stand-in to {args.data} ({time.perf_counter() - began:.0f} s)")
     manifest, train_split, test_split = load_dataset(args.data)
     noisy = train_split[2]
     print(f"{manifest['name']}: {len(noisy)} training pairs ({100 * noisy.float().mean():.1f}% noisy), "

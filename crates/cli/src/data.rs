@@ -1,32 +1,60 @@
 //! `dissect data …`: generate, pack, inspect and tokenize, printing a summary of each.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Subcommand;
 use dissect_data::{
-    Benchmark, DEFAULT_VOCAB_SIZE, GenerateOptions, MANIFEST_FILE, PackOptions, ShardSet, TextTokenizer, generate,
-    inspect, pack,
+    Benchmark, DEFAULT_VOCAB_SIZE, GenerateOptions, MANIFEST_FILE, PackOptions, PackReport, ShardSet, TestSplit,
+    TextTokenizer, generate, inspect, pack,
 };
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum DataCommand {
-    /// Pack a folder of images with sidecar .txt captions, or a CSV/TSV of path,caption, into
-    /// WebDataset shards plus an index.
+    /// Pack a folder of images with sidecar .txt captions (sub-folders are classes), or a CSV/TSV
+    /// of image paths and captions, into a dataset folder that train, compare, eval and demo take
+    /// as it is: train and held-out shards, their indices and dataset.json.
     Pack {
         /// Folder, .csv or .tsv file.
         input: PathBuf,
-        /// Output directory.
+        /// Dataset folder to create (must not exist yet).
         #[arg(long)]
         out: PathBuf,
-        /// Shard name prefix ({name}-000000.tar, {name}.index.json).
-        #[arg(long, default_value = "train")]
-        name: String,
+        /// Held-out pairs, drawn at random by --seed [default: --test-fraction 0.1].
+        #[arg(long, conflicts_with_all = ["test_fraction", "test_input"])]
+        test_size: Option<usize>,
+        /// Held-out fraction of the pairs, drawn at random by --seed.
+        #[arg(long, conflicts_with = "test_input")]
+        test_fraction: Option<f64>,
+        /// A second folder or CSV/TSV for the held-out split instead of a random one.
+        #[arg(long)]
+        test_input: Option<PathBuf>,
+        /// Image side the models train at (images are stored as they are).
+        #[arg(long, default_value_t = 224)]
+        image_size: u32,
+        /// Class names, one per line, for zero-shot evaluation.
+        #[arg(long)]
+        classes: Option<PathBuf>,
+        /// Zero-shot prompt templates, one per line, {} for the class [default: "a photo of a {}."].
+        #[arg(long)]
+        templates: Option<PathBuf>,
+        /// CSV/TSV column of the image paths [default: image, filepath, path, file or filename].
+        #[arg(long)]
+        image_column: Option<String>,
+        /// CSV/TSV column of the captions [default: caption, text or title].
+        #[arg(long)]
+        caption_column: Option<String>,
+        /// CSV/TSV column of class labels (names from --classes, or 0-based indices).
+        #[arg(long)]
+        label_column: Option<String>,
+        /// Samples per shard.
         #[arg(long, default_value_t = 10_000)]
         shard_size: u64,
-        /// Fraction of pairs whose captions are swapped (noisy correspondence).
+        /// Fraction of training pairs whose captions are swapped (noisy correspondence, with
+        /// ground-truth flags); the held-out split stays clean.
         #[arg(long, default_value_t = 0.0)]
         noise_rate: f64,
+        /// Seed of the split and the noise.
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
@@ -72,28 +100,80 @@ pub enum DataCommand {
     },
 }
 
+fn print_pack(report: &PackReport, out: &Path) {
+    let m = &report.manifest;
+    println!(
+        "packed {} training pairs ({} noisy) and {} held-out pairs into {} ({} skipped)",
+        m.train_size,
+        m.noisy_count,
+        m.test_size,
+        out.display(),
+        report.skipped
+    );
+    for problem in &report.problems {
+        println!("  skipped {problem}");
+    }
+    if report.skipped > report.problems.len() as u64 {
+        println!("  ... and {} more", report.skipped - report.problems.len() as u64);
+    }
+    if report.unlabelled > 0 {
+        println!(
+            "  {} pairs have no class among --classes (zero-shot runs only when every held-out pair has one)",
+            report.unlabelled
+        );
+    }
+    println!("train on it with: dissect train --data {}", out.display());
+}
+
 /// Runs a data subcommand, printing a human summary.
 pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
-        DataCommand::Pack { input, out, name, shard_size, noise_rate, seed } => {
-            let r = pack(&PackOptions { input, out: out.clone(), name, shard_size, noise_rate, seed })?;
-            println!(
-                "packed {} samples into {} shard(s): {}/{} ({} skipped, {} noisy)",
-                r.samples,
-                r.shards,
-                out.display(),
-                r.pattern,
-                r.skipped,
-                r.noisy
-            );
+        DataCommand::Pack {
+            input,
+            out,
+            test_size,
+            test_fraction,
+            test_input,
+            image_size,
+            classes,
+            templates,
+            image_column,
+            caption_column,
+            label_column,
+            shard_size,
+            noise_rate,
+            seed,
+        } => {
+            let test_split = match (test_size, test_fraction, &test_input) {
+                (_, _, Some(_)) => TestSplit::Input,
+                (Some(n), _, _) => TestSplit::Count(n),
+                (None, Some(f), _) => TestSplit::Fraction(f),
+                (None, None, None) => TestSplit::Fraction(0.1),
+            };
+            let options = PackOptions {
+                input,
+                test_input,
+                out: out.clone(),
+                test_split,
+                image_size,
+                classes,
+                templates,
+                image_column,
+                caption_column,
+                label_column,
+                shard_size,
+                noise_rate,
+                seed,
+            };
+            print_pack(&pack(&options)?, &out);
         }
         DataCommand::Inspect { shards } => {
-            let set = ShardSet::from_pattern(&shards.join(" "))?;
+            let set = ShardSet::from_pattern(&shards.join("::"))?;
             print!("{}", inspect(&set)?);
             println!("index: {}", set.index_path.display());
         }
         DataCommand::Tokenizer { shards, out, vocab_size } => {
-            let set = ShardSet::from_pattern(&shards.join(" "))?;
+            let set = ShardSet::from_pattern(&shards.join("::"))?;
             let start = std::time::Instant::now();
             let tok = TextTokenizer::train_from_shards(&set, vocab_size)?;
             tok.save(&out)?;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod curate;
 mod data;
 mod interrupt;
 mod options;
@@ -33,6 +34,13 @@ enum Command {
     /// Run the selection core on synthetic CLIPScore trajectories and report how much
     /// noise each strategy lets through (no model, no data, seconds).
     Simulate(simulate::SimulateArgs),
+    /// Write the samples a finished run ranks best as a new dataset (an offline coreset).
+    Curate(curate::CurateArgs),
+    /// A finished run's per-sample scores.
+    Scores {
+        #[command(subcommand)]
+        command: curate::ScoresCommand,
+    },
     /// Datasets: generate the built-in benchmarks, pack folders into shards, inspect shards.
     Data {
         #[command(subcommand)]
@@ -48,6 +56,8 @@ fn main() -> Result<ExitCode> {
         Command::Eval(args) => run::eval(&args),
         Command::Compare(args) => run::compare(&args),
         Command::Simulate(args) => simulate::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Curate(args) => curate::curate(&args).map(|()| ExitCode::SUCCESS),
+        Command::Scores { command } => curate::scores(&command).map(|()| ExitCode::SUCCESS),
         Command::Data { command } => data::run(command).map(|()| ExitCode::SUCCESS),
     }
 }

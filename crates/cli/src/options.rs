@@ -20,9 +20,19 @@ pub struct TrainOptions {
     #[arg(long)]
     #[serde(skip)]
     config: Option<PathBuf>,
-    /// Dataset folder with dataset.json (`dissect data generate ...`).
+    /// Dataset folder with dataset.json (`dissect data generate ...` or `dissect data pack ...`).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Training shards instead of a dataset folder, as open_clip takes them:
+    /// 'cc3m/train-{0000..0575}.tar', several patterns joined with '::'.
+    #[arg(long)]
+    train_data: Option<String>,
+    /// Held-out shards for evaluation, with --train-data.
+    #[arg(long)]
+    val_data: Option<String>,
+    /// Image side to train at on --train-data shards [default: 224].
+    #[arg(long)]
+    image_size: Option<u32>,
     /// Model preset: micro, tiny, small, vit-b-32.
     #[arg(long)]
     model: Option<String>,
@@ -189,6 +199,8 @@ mod tests {
         ];
         let config = Cli::parse_from(args).options.resolve(toml::Table::new()).unwrap();
         assert_eq!((config.data.to_str(), config.model.as_str(), config.epochs), (Some("d"), "micro", 5));
+        assert_eq!(config.train_data.as_deref(), Some("a/{0..1}.tar::b c/x.tar"));
+        assert_eq!((config.val_data.as_deref(), config.image_size), (Some("v.tar"), 64));
         assert_eq!((config.batch_size, config.seed, config.checkpoint_every), (64, 7, 9), "file value kept");
         assert_eq!((config.reference.as_deref().and_then(|p| p.to_str()), config.max_steps), (Some("ref"), Some(11)));
         assert_eq!((config.records, config.device.as_str(), config.ranks), (Some(RecordFormat::Csv), "cpu", 2));

@@ -84,9 +84,12 @@ fn interrupted(outcome: &RunOutcome) -> ExitCode {
 pub struct EvalArgs {
     /// Run folder (its latest checkpoint) or checkpoint folder.
     run: PathBuf,
-    /// Dataset folder whose test split is evaluated.
+    /// Dataset folder whose held-out split is evaluated.
+    #[arg(long, required_unless_present = "val_data", conflicts_with = "val_data")]
+    data: Option<PathBuf>,
+    /// Held-out shards instead ('val-{0000..0009}.tar', several joined with '::').
     #[arg(long)]
-    data: PathBuf,
+    val_data: Option<String>,
     /// Write the report as JSON here as well.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -98,9 +101,13 @@ pub struct EvalArgs {
 pub fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let device = dissect_model::device_from_name(&args.device)?;
     let (model, config, tokenizer) = load_trained(&args.run, &device)?;
-    let manifest = DatasetManifest::load(&args.data)?;
+    let (manifest, data_dir) = match (&args.data, &args.val_data) {
+        (Some(dir), _) => (DatasetManifest::load(dir)?, dir.clone()),
+        (None, Some(shards)) => (DatasetManifest::for_shards("", shards, config.image_size as u32), PathBuf::new()),
+        (None, None) => anyhow::bail!("--data or --val-data names the held-out pairs"),
+    };
     let preprocess = PreprocessConfig::new(config.image_size as u32);
-    let set = EvalSet::load(&args.data, &manifest, &tokenizer, &config, &preprocess, 2)?;
+    let set = EvalSet::load(&data_dir, &manifest, &tokenizer, &config, &preprocess, 2)?;
     let started = Instant::now();
     let report = set.evaluate(&model, &config, &device, 0)?;
     println!("{} held-out pairs, evaluated in {:.1} s", report.images, started.elapsed().as_secs_f64());

@@ -205,3 +205,114 @@ fn ctrl_c_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one() {
     let visits = |run: &str| std::fs::read(dir.path().join(run).join("visits.dsv")).unwrap();
     assert_eq!(visits("straight"), visits("stopped"), "visit records byte-identical");
 }
+
+fn png(seed: u8) -> Vec<u8> {
+    let img = image_rgb(seed);
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn image_rgb(seed: u8) -> image::RgbImage {
+    image::RgbImage::from_fn(16, 16, |x, y| {
+        image::Rgb([seed.wrapping_mul(37), (x * 13) as u8, (y * 7 + u32::from(seed)) as u8])
+    })
+}
+
+/// A user's own data, end to end through the binary: a folder and a CSV with awkward
+/// captions (commas, quotes, a newline, non-ASCII) are packed into dataset folders, trained
+/// on for two steps, evaluated, curated and exported; the packed shards also train directly
+/// as open_clip-style `--train-data`/`--val-data` patterns in a folder whose name has spaces.
+#[test]
+fn your_own_data_from_folder_and_csv_to_a_curated_subset() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    for class in ["red", "blue"] {
+        std::fs::create_dir_all(photos.join(class)).unwrap();
+    }
+    let mut csv = String::from("caption,image\n");
+    for i in 0..40u8 {
+        let class = if i % 2 == 0 { "red" } else { "blue" };
+        let image = photos.join(class).join(format!("p{i:02}.png"));
+        std::fs::write(&image, png(i)).unwrap();
+        let caption = match i % 4 {
+            0 => format!("a {class} square, number {i}"),
+            1 => format!("the \"{class}\" one ({i})"),
+            2 => format!("a {class} thing\non two lines {i}"),
+            _ => format!("une photo {class} très jolie n°{i}"),
+        };
+        std::fs::write(image.with_extension("txt"), &caption).unwrap();
+        csv.push_str(&format!("\"{}\",photos/{class}/p{i:02}.png\n", caption.replace('"', "\"\"")));
+    }
+    std::fs::write(photos.join("red/broken.png"), b"not a png").unwrap();
+    std::fs::write(photos.join("red/broken.txt"), "a broken image").unwrap();
+    std::fs::write(dir.path().join("pairs.csv"), csv).unwrap();
+    std::fs::write(dir.path().join("classes.txt"), "red\nblue\n").unwrap();
+
+    let pack = ok(&dissect(
+        &[
+            "data",
+            "pack",
+            "photos",
+            "--out",
+            "mine",
+            "--test-size",
+            "8",
+            "--image-size",
+            "16",
+            "--classes",
+            "classes.txt",
+            "--noise-rate",
+            "0.25",
+            "--shard-size",
+            "10",
+        ],
+        dir.path(),
+    ));
+    assert!(
+        pack.contains("packed 32 training pairs (8 noisy) and 8 held-out pairs") && pack.contains("broken.png"),
+        "{pack}"
+    );
+    let from_csv = ok(&dissect(
+        &["data", "pack", "pairs.csv", "--out", "mine-csv", "--test-fraction", "0.2", "--image-size", "16"],
+        dir.path(),
+    ));
+    assert!(from_csv.contains("packed 32 training pairs (0 noisy) and 8 held-out pairs"), "{from_csv}");
+    let refused = dissect(&["data", "pack", "pairs.csv", "--out", "mine-csv"], dir.path());
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("already exists"));
+
+    let train = |data: &[&str], out: &str| {
+        let mut args =
+            vec!["train", "--out", out, "--model", "micro", "--batch-size", "8", "--epochs", "1", "--max-steps", "2"];
+        args.extend_from_slice(data);
+        args.extend_from_slice(&["--strategy", "dissect-momentum", "--rate", "0.5", "--no-progress"]);
+        ok(&dissect(&args, dir.path()))
+    };
+    train(&["--data", "mine"], "run");
+    train(&["--data", "mine-csv"], "run-csv");
+    let eval = ok(&dissect(&["eval", "run", "--data", "mine"], dir.path()));
+    assert!(eval.contains("8 held-out pairs") && eval.contains("zero-shot top-1"), "classes give zero-shot: {eval}");
+    let eval_csv = ok(&dissect(&["eval", "run-csv", "--data", "mine-csv"], dir.path()));
+    assert!(eval_csv.contains("image→text") && !eval_csv.contains("zero-shot"), "no classes, no zero-shot: {eval_csv}");
+
+    let curated = ok(&dissect(&["curate", "run", "--keep", "0.5", "--out", "curated"], dir.path()));
+    assert!(
+        curated.contains("kept 16 of 32 training samples") && curated.contains("noisy pairs (ground truth)"),
+        "{curated}"
+    );
+    train(&["--data", "curated"], "run-curated");
+    ok(&dissect(&["scores", "export", "run", "--out", "scores.csv"], dir.path()));
+    let scores = std::fs::read_to_string(dir.path().join("scores.csv")).unwrap();
+    let mut lines = scores.lines();
+    assert_eq!(lines.next(), Some("index,shard,key,clipscore,warm,hist,rank_key,times_selected,last_epoch,noisy"));
+    assert_eq!(lines.count(), 32);
+
+    // The same shards as open_clip users name them, from a folder with spaces in its name.
+    std::fs::rename(dir.path().join("mine"), dir.path().join("my data")).unwrap();
+    let shards = |split: &str| format!("my data/{split}-{{000000..000003}}.tar");
+    let (train_shards, val_shards) = (shards("train"), "my data/test-000000.tar".to_string());
+    let text = train(&["--train-data", &train_shards, "--val-data", &val_shards, "--image-size", "16"], "run-shards");
+    assert!(text.contains("run folder: run-shards"), "{text}");
+    let eval = ok(&dissect(&["eval", "run-shards", "--val-data", &val_shards], dir.path()));
+    assert!(eval.contains("8 held-out pairs"), "{eval}");
+}

@@ -136,6 +136,25 @@ impl DatasetManifest {
         write_atomic(&dir.join(MANIFEST_FILE), text.as_bytes())
     }
 
+    /// A manifest for shards that came without one (open_clip-style patterns, several joined
+    /// with `::`, relative to the working folder): no held-out split when `test` is empty, no
+    /// classes, no recorded noise rate.
+    pub fn for_shards(train: &str, test: &str, image_size: u32) -> Self {
+        DatasetManifest {
+            name: "shards".into(),
+            train: train.into(),
+            test: test.into(),
+            train_size: 0,
+            test_size: 0,
+            image_size,
+            class_names: Vec::new(),
+            templates: Vec::new(),
+            noise_rate: 0.0,
+            noisy_count: 0,
+            seed: 0,
+        }
+    }
+
     /// Opens the train shards; `dir` is the manifest's directory.
     pub fn train_set(&self, dir: &Path) -> Result<ShardSet> {
         ShardSet::from_pattern(&dir.join(&self.train).to_string_lossy())

@@ -85,10 +85,15 @@ impl<R: Read> ShardReader<R> {
         Self { archive: tar::Archive::new(reader) }
     }
 
-    /// Calls `f` for every sample in order. Reading stops after a truncated or unreadable
+    /// Calls `f` for every sample in order; a sample without `{key}.txt` takes its caption from
+    /// the `caption` field of `{key}.json`. Reading stops after a truncated or unreadable
     /// member; that sample is passed with `truncated = true`, since nothing after it can be
     /// trusted.
     pub fn for_each(&mut self, mut f: impl FnMut(RawSample)) {
+        let mut f = |mut sample: RawSample| {
+            caption_from_metadata(&mut sample);
+            f(sample)
+        };
         let mut cur: Option<RawSample> = None;
         let entries = match self.archive.entries() {
             Ok(e) => e,
@@ -152,6 +157,16 @@ impl<R: Read> ShardReader<R> {
         let mut n = 0;
         self.for_each(|_| n += 1);
         n
+    }
+}
+
+/// img2dataset writes no `{key}.txt` when asked for a JSON caption: the caption is then the
+/// `caption` field of `{key}.json`.
+fn caption_from_metadata(sample: &mut RawSample) {
+    if sample.caption.is_none()
+        && let Some(caption) = sample.meta.as_ref().and_then(|m| m.extra.get("caption")).and_then(|c| c.as_str())
+    {
+        sample.caption = Some(caption.trim().to_string());
     }
 }
 
@@ -239,11 +254,12 @@ pub struct ShardSet {
 }
 
 impl ShardSet {
-    /// Opens shards from a brace pattern (`data/train-{0000..0575}.tar`); several patterns may
-    /// be separated by whitespace.
+    /// Opens shards from a brace pattern (`data/train-{0000..0575}.tar`); several patterns are
+    /// joined with `::`, as open_clip writes them. Nothing splits on whitespace, so paths with
+    /// spaces work.
     pub fn from_pattern(pattern: &str) -> Result<Self> {
         let mut paths = Vec::new();
-        for p in pattern.split_whitespace() {
+        for p in pattern.split("::").map(str::trim).filter(|p| !p.is_empty()) {
             paths.extend(expand_braces(p)?.into_iter().map(PathBuf::from));
         }
         if paths.is_empty() {
@@ -442,6 +458,36 @@ impl ShardWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shard as img2dataset writes it with JSON captions, in a folder whose name has spaces,
+    /// opened with open_clip's `::` between patterns.
+    #[test]
+    fn json_captions_spaces_and_double_colon_patterns() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("my shards");
+        std::fs::create_dir(&dir).unwrap();
+        let tar_with = |name: &str, members: &[(&str, &[u8])]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (member, data) in members {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                b.append_data(&mut h, member, *data).unwrap();
+            }
+            std::fs::write(dir.join(name), b.into_inner().unwrap()).unwrap();
+        };
+        tar_with("a-0.tar", &[("000.jpg", b"x"), ("000.json", br#"{"caption": " from json ", "url": "u"}"#)]);
+        tar_with("b-0.tar", &[("001.jpg", b"y"), ("001.txt", b"from txt"), ("001.json", br#"{"caption": "ignored"}"#)]);
+        let pattern = format!("{}::{}", dir.join("a-0.tar").display(), dir.join("b-0.tar").display());
+        let set = ShardSet::from_pattern(&pattern).unwrap();
+        assert_eq!((set.shards.len(), set.num_samples()), (2, 2));
+        let mut captions = Vec::new();
+        for shard in &set.shards {
+            ShardReader::open(&shard.path).unwrap().for_each(|s| captions.push(s.caption.unwrap_or_default()));
+        }
+        assert_eq!(captions, ["from json", "from txt"]);
+    }
 
     fn meta(i: u32) -> SampleMeta {
         let mut m = SampleMeta {

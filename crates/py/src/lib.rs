@@ -287,7 +287,7 @@ fn read_records(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyDict>> {
 fn dissect_select_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Selector>()?;
     m.add_function(wrap_pyfunction!(read_records, m)?)?;
-    m.add("STRATEGIES", PyTuple::new(m.py(), Strategy::NAMES)?)?;
+    m.add("STRATEGIES", PyTuple::new(m.py(), Strategy::ALL.map(Strategy::name))?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -75,6 +75,20 @@ impl Strategy {
         Strategy::ALL.into_iter().filter(|s| !s.is_oracle())
     }
 
+    /// The key a finished run's state ranks a sample by (higher = more worth keeping), for
+    /// an offline coreset: the DISSect gap at the end of training (`hist − last` for the
+    /// momentum variant, `warm − last` for the warm-up one: the batch centring is a constant
+    /// over the whole dataset) and the last CLIPScore for every other strategy (the state keeps
+    /// no losses or reference scores). `None` for a sample never scored.
+    pub fn final_rank_key(self, slot: &crate::Slot) -> Option<f32> {
+        let last = Some(slot.last).filter(|v| slot.seen() && v.is_finite())?;
+        match self {
+            Strategy::DissectMomentum => slot.hist().map(|h| h - last),
+            Strategy::DissectWarmup => slot.warm().map(|w| w - last),
+            _ => Some(last),
+        }
+    }
+
     /// What the trainer must compute for this strategy before selecting.
     pub fn needs(self) -> ScoreNeeds {
         match self {
@@ -243,6 +257,26 @@ mod tests {
         assert_eq!("Dissect_Momentum".parse::<Strategy>().unwrap(), Strategy::DissectMomentum);
         let err = "dissect".parse::<Strategy>().unwrap_err().to_string();
         assert!(err.contains("unknown strategy 'dissect'") && err.contains("dissect-warmup"), "{err}");
+    }
+
+    #[test]
+    fn final_rank_keys_are_the_gap_or_the_last_score() {
+        use crate::{Slot, flags};
+        let slot = Slot {
+            warm: 30.0,
+            hist: 25.0,
+            last: 20.0,
+            times_selected: 1,
+            last_epoch: 3,
+            flags: flags::SEEN | flags::HAS_WARM | flags::HAS_HIST,
+        };
+        assert_eq!(Strategy::DissectMomentum.final_rank_key(&slot), Some(5.0));
+        assert_eq!(Strategy::DissectWarmup.final_rank_key(&slot), Some(10.0));
+        assert_eq!(Strategy::Clipscore.final_rank_key(&slot), Some(20.0));
+        let unscored = Slot { last: f32::NAN, ..slot };
+        assert_eq!(Strategy::Random.final_rank_key(&unscored), None);
+        let unseen = Slot { flags: 0, ..slot };
+        assert_eq!(Strategy::DissectMomentum.final_rank_key(&unseen), None);
     }
 
     #[test]

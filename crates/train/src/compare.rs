@@ -94,6 +94,11 @@ pub fn compare(
     observer: &mut dyn CompareObserver,
     stop: &StopSignal,
 ) -> Result<Option<ComparisonReport>> {
+    if base.train_data.is_some() && base.val_data.is_none() {
+        return Err(TrainError::Config(
+            "val_data: a comparison ranks the runs on held-out pairs; pass held-out shards with --val-data".into(),
+        ));
+    }
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let mut outcomes = Vec::new();
     for &strategy in strategies {

@@ -18,8 +18,15 @@ use crate::error::{Result, TrainError};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// Dataset folder holding `dataset.json` (see `dissect data generate`).
+    /// Dataset folder holding `dataset.json` (`dissect data generate` or `dissect data pack`).
     pub data: PathBuf,
+    /// Training shards as open_clip takes them (`cc3m/train-{0000..0575}.tar`, several
+    /// patterns joined with `::`), used instead of `data`.
+    pub train_data: Option<String>,
+    /// Held-out shards for evaluation, with `train_data` (without them nothing is evaluated).
+    pub val_data: Option<String>,
+    /// Image side the model trains at on `train_data` shards (a dataset folder records its own).
+    pub image_size: u32,
     /// Run folder: config, tokenizer, logs, visit records, checkpoints.
     pub out: PathBuf,
     /// Model preset: micro, tiny, small, vit-b-32.
@@ -89,6 +96,9 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             data: PathBuf::from("data/noisy-shapes"),
+            train_data: None,
+            val_data: None,
+            image_size: 224,
             out: PathBuf::from("runs/train"),
             model: "tiny".into(),
             epochs: 10,
@@ -160,6 +170,12 @@ impl TrainConfig {
     }
 
     fn validate_budget(&self) -> Result<()> {
+        if self.val_data.is_some() && self.train_data.is_none() {
+            return Err(bad("val_data", "goes with train_data (a dataset folder has its own held-out split)"));
+        }
+        if !(8..=4096).contains(&self.image_size) {
+            return Err(bad("image_size", format!("must be in 8..=4096, got {}", self.image_size)));
+        }
         if self.epochs == 0 {
             return Err(bad("epochs", "must be at least 1"));
         }

@@ -4,6 +4,7 @@
 mod checkpoint;
 mod compare;
 mod config;
+mod curate;
 mod error;
 mod evaluate;
 mod files;
@@ -19,6 +20,7 @@ mod trainer;
 pub use checkpoint::{TrainerState, latest_checkpoint, read_trainer_state};
 pub use compare::{CompareObserver, ComparisonReport, compare, strategy_result};
 pub use config::{OptimConfig, TrainConfig, merge_tables};
+pub use curate::{CurateReport, curate, export_scores};
 pub use error::{Result, TrainError};
 pub use evaluate::EvalSet;
 pub use files::{CONFIG_FILE, LOG_FILE, MAPPED_SCORES_FILE, RunFiles, SUMMARY_FILE, TOKENIZER_FILE};

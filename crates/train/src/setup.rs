@@ -43,13 +43,22 @@ pub(crate) fn prepare_folder(config: &TrainConfig, files: &RunFiles, resume: boo
     Ok(latest.filter(|_| resume))
 }
 
-pub(crate) fn load_manifest(config: &TrainConfig) -> Result<DatasetManifest> {
-    DatasetManifest::load(&config.data).map_err(|e| {
-        TrainError::Config(format!(
-            "data: {e}\n  (make the built-in benchmark with `dissect data generate noisy-shapes --out {}`)",
-            config.data.display()
-        ))
-    })
+/// The run's data: a dataset folder's manifest and the folder its patterns are relative to,
+/// or, with `train_data`, a manifest made up for the shards (patterns as given, relative to
+/// the working folder; no classes, no recorded noise rate).
+pub(crate) fn load_data(config: &TrainConfig) -> Result<(DatasetManifest, PathBuf)> {
+    let Some(train) = &config.train_data else {
+        let manifest = DatasetManifest::load(&config.data).map_err(|e| {
+            TrainError::Config(format!(
+                "data: {e}\n  (make the built-in benchmark with `dissect data generate noisy-shapes --out {}`, \
+                 pack your own with `dissect data pack`, or pass shards with --train-data)",
+                config.data.display()
+            ))
+        })?;
+        return Ok((manifest, config.data.clone()));
+    };
+    let manifest = DatasetManifest::for_shards(train, config.val_data.as_deref().unwrap_or(""), config.image_size);
+    Ok((manifest, PathBuf::new()))
 }
 
 /// The run's tokenizer: the saved one when resuming, else trained on the training captions.

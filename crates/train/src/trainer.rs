@@ -104,6 +104,8 @@ pub struct Run {
     config: TrainConfig,
     files: RunFiles,
     manifest: DatasetManifest,
+    /// The folder the manifest's shard patterns are relative to.
+    data_dir: PathBuf,
     loader: Loader,
     preprocess: PreprocessConfig,
     /// Loaded on first use: a finished run re-opened only to report never pays for it.
@@ -135,8 +137,8 @@ impl Run {
         config.validate()?;
         let files = RunFiles::new(&config.out);
         let checkpoint = setup::prepare_folder(config, &files, resume)?;
-        let manifest = setup::load_manifest(config)?;
-        let train_set = manifest.train_set(&config.data)?;
+        let (manifest, data_dir) = setup::load_data(config)?;
+        let train_set = manifest.train_set(&data_dir)?;
         let tokenizer = setup::tokenizer(config, &files, &train_set, checkpoint.is_some())?;
         let model_config = setup::model_config(config, &files, &manifest, &tokenizer)?;
         let devices =
@@ -155,6 +157,7 @@ impl Run {
             config: config.clone(),
             files,
             manifest,
+            data_dir,
             loader,
             preprocess,
             eval_set: None,
@@ -411,6 +414,9 @@ impl Run {
     }
 
     fn evaluation_due(&self, epoch: u32) -> bool {
+        if self.manifest.test.is_empty() {
+            return false; // shards without --val-data
+        }
         let every = self.config.eval_every;
         epoch + 1 == self.config.epochs || (every > 0 && (epoch + 1).is_multiple_of(every))
     }
@@ -419,7 +425,7 @@ impl Run {
     pub fn evaluate(&mut self, observer: &mut dyn Observer) -> Result<EvalReport> {
         if self.eval_set.is_none() {
             self.eval_set = Some(EvalSet::load(
-                &self.config.data,
+                &self.data_dir,
                 &self.manifest,
                 &self.tokenizer,
                 &self.model_config,

@@ -1,0 +1,149 @@
+//! `inspect`: what a shard set holds, and which samples a training epoch would skip.
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::loader::{SkipReason, skip_reason};
+use crate::preprocess::decode;
+use crate::shard::{ShardReader, ShardSet};
+
+/// Caption-length histogram buckets, in words.
+pub const CAPTION_BUCKETS: [(usize, usize); 6] = [(0, 0), (1, 4), (5, 9), (10, 19), (20, 49), (50, usize::MAX)];
+
+/// Statistics of a shard set, from [`inspect`]. Each unusable sample is counted once, for the
+/// first reason in the loader's order (truncated, empty caption, missing image, corrupt image).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InspectReport {
+    /// Shards in the set.
+    pub shards: usize,
+    /// Samples (keys) read, counting unusable ones.
+    pub samples: u64,
+    /// `(shard file name, samples)` per shard, in set order; 0 for an unreadable shard.
+    pub per_shard: Vec<(String, u64)>,
+    /// Counts per caption-length bucket, in words: 0, 1–4, 5–9, 10–19, 20–49, 50 and more.
+    pub caption_words: [u64; 6],
+    /// Samples whose image fails to decode.
+    pub corrupt_images: u64,
+    /// Samples without an image member.
+    pub missing_images: u64,
+    /// Samples with a member cut short by the end of the tar file.
+    pub truncated: u64,
+    /// Samples with a missing, empty or whitespace-only caption.
+    pub empty_captions: u64,
+    /// Samples whose metadata flags them noisy.
+    pub noisy_flagged: u64,
+    /// Shards that could not be opened.
+    pub unreadable_shards: u64,
+    /// Up to 20 `shard:key` names of bad members, for a human to look at.
+    pub examples: Vec<String>,
+}
+
+impl std::fmt::Display for InspectReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "shards: {}  samples: {}", self.shards, self.samples)?;
+        writeln!(
+            f,
+            "corrupt images: {}  missing images: {}  truncated: {}  empty captions: {}  unreadable shards: {}",
+            self.corrupt_images, self.missing_images, self.truncated, self.empty_captions, self.unreadable_shards
+        )?;
+        writeln!(f, "noisy-flagged (metadata): {}", self.noisy_flagged)?;
+        writeln!(f, "caption length (words):")?;
+        let max = self.caption_words.iter().copied().max().unwrap_or(0).max(1);
+        for ((lo, hi), n) in CAPTION_BUCKETS.iter().zip(self.caption_words) {
+            let label = if *hi == usize::MAX {
+                format!("{lo}+")
+            } else if lo == hi {
+                format!("{lo}")
+            } else {
+                format!("{lo}-{hi}")
+            };
+            writeln!(f, "  {label:>6} {n:>9} {}", "#".repeat((n * 40 / max) as usize))?;
+        }
+        for e in &self.examples {
+            writeln!(f, "  bad: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads every sample, decoding images to find corrupt ones.
+pub fn inspect(set: &ShardSet) -> Result<InspectReport> {
+    let mut r = InspectReport { shards: set.shards.len(), ..Default::default() };
+    for s in &set.shards {
+        let name = s.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let Ok(mut reader) = ShardReader::open(&s.path) else {
+            r.unreadable_shards += 1;
+            r.per_shard.push((name, 0));
+            continue;
+        };
+        let mut n = 0;
+        reader.for_each(|raw| {
+            n += 1;
+            let bad = |what: &str, r: &mut InspectReport| {
+                if r.examples.len() < 20 {
+                    r.examples.push(format!("{name}:{} ({what})", raw.key));
+                }
+            };
+            if !raw.truncated {
+                let words = raw.caption.as_deref().map_or(0, |c| c.split_whitespace().count());
+                if let Some(b) = CAPTION_BUCKETS.iter().position(|(lo, hi)| (*lo..=*hi).contains(&words)) {
+                    r.caption_words[b] += 1;
+                }
+            }
+            // One reason per sample, in the loader's order, so the counts equal a training
+            // epoch's skipped-sample counts.
+            match skip_reason(&raw) {
+                Some(SkipReason::Truncated) => {
+                    r.truncated += 1;
+                    bad("truncated", &mut r);
+                }
+                Some(SkipReason::EmptyCaption) => {
+                    r.empty_captions += 1;
+                    bad("empty caption", &mut r);
+                }
+                Some(SkipReason::MissingImage) => {
+                    r.missing_images += 1;
+                    bad("no image", &mut r);
+                }
+                None => {
+                    if raw.image.as_ref().is_some_and(|(_, bytes)| decode(bytes).is_err()) {
+                        r.corrupt_images += 1;
+                        bad("corrupt image", &mut r);
+                    }
+                }
+            }
+            if raw.meta.as_ref().and_then(|m| m.noisy) == Some(true) {
+                r.noisy_flagged += 1;
+            }
+        });
+        r.samples += n;
+        r.per_shard.push((name, n));
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::{SampleOut, ShardWriter};
+
+    #[test]
+    fn counts_each_unusable_sample_once_in_the_loaders_order() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = ShardWriter::new(d.path(), "t", 10).unwrap();
+        let mut png = std::io::Cursor::new(Vec::new());
+        image::RgbImage::from_pixel(4, 4, image::Rgb([1, 2, 3])).write_to(&mut png, image::ImageFormat::Png).unwrap();
+        let png = png.into_inner();
+        let samples: [(&[u8], &str); 4] =
+            [(&png, "a good one"), (b"garbage", "a corrupt image"), (b"garbage", ""), (&png, "two words")];
+        for (image, caption) in samples {
+            w.write(&SampleOut { image_ext: "png", image, caption, meta: None }).unwrap();
+        }
+        w.finish().unwrap();
+        let set = ShardSet::from_pattern(&d.path().join("t-000000.tar").to_string_lossy()).unwrap();
+        let report = inspect(&set).unwrap();
+        assert_eq!((report.samples, report.corrupt_images, report.empty_captions), (4, 1, 1));
+        assert_eq!(report.caption_words[1], 3, "captions of 1–4 words");
+        assert!(report.to_string().contains("corrupt images: 1"), "{report}");
+    }
+}
