@@ -23,11 +23,11 @@ import open_clip
 import torch
 from safetensors.torch import load_file, save_file
 
-# A ViT CLIP small enough for a committed fixture (~1 MB) yet with every kind of layer.
+# A ViT CLIP small enough for a committed fixture (about 1 MB) yet with every kind of layer.
 CONFIG = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "mlp_ratio": 4.0, "patch_size": 8},
-    "text_cfg": {"context_length": 16, "vocab_size": 100, "width": 64, "heads": 2, "layers": 2, "mlp_ratio": 4.0},
+    "text_cfg": {"context_length": 16, "vocab_size": 512, "width": 64, "heads": 2, "layers": 2, "mlp_ratio": 4.0},
 }
 
 
@@ -91,7 +91,7 @@ def check_export(folder):
     probe = load_file(str(folder / "probe.safetensors"))
     with torch.no_grad():
         image_features = model.encode_image(probe["images"], normalize=True)
-        text_features = model.encode_text(probe["tokens"], normalize=True)
+        text_features = model.encode_text(probe["tokens"].long(), normalize=True)
     di = (image_features - probe["image_features"]).abs().max().item()
     dt = (text_features - probe["text_features"]).abs().max().item()
     print(f"open_clip loaded {folder} strictly; max |Δ| image features {di:.2e}, text features {dt:.2e}")

@@ -57,3 +57,30 @@ pub fn scores(command: &ScoresCommand) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Run folder (its latest checkpoint) or checkpoint folder.
+    run: PathBuf,
+    /// Folder for open_clip_model.safetensors, open_clip_config.json, tokenizer.json and
+    /// probe.safetensors.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn export(args: &ExportArgs) -> Result<()> {
+    let out = dissect_train::export_open_clip(&args.run, &args.out)?;
+    println!(
+        "wrote {} and {} to {}",
+        dissect_train::OPEN_CLIP_WEIGHTS_FILE,
+        dissect_train::OPEN_CLIP_CONFIG_FILE,
+        out.display()
+    );
+    println!(
+        "in PyTorch: model = open_clip.model.CLIP(**json.load(open(\"{}\"))) ... load_state_dict(strict=True); \
+         check it with: python bench/openclip_fixture.py check-export {}",
+        out.join(dissect_train::OPEN_CLIP_CONFIG_FILE).display(),
+        out.display()
+    );
+    Ok(())
+}

@@ -36,6 +36,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Write the samples a finished run ranks best as a new dataset (an offline coreset).
     Curate(curate::CurateArgs),
+    /// Write a run's model in open_clip's format (state dict as safetensors + model config).
+    Export(curate::ExportArgs),
     /// A finished run's per-sample scores.
     Scores {
         #[command(subcommand)]
@@ -57,6 +59,7 @@ fn main() -> Result<ExitCode> {
         Command::Compare(args) => run::compare(&args),
         Command::Simulate(args) => simulate::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Curate(args) => curate::curate(&args).map(|()| ExitCode::SUCCESS),
+        Command::Export(args) => curate::export(&args).map(|()| ExitCode::SUCCESS),
         Command::Scores { command } => curate::scores(&command).map(|()| ExitCode::SUCCESS),
         Command::Data { command } => data::run(command).map(|()| ExitCode::SUCCESS),
     }

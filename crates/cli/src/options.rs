@@ -33,9 +33,17 @@ pub struct TrainOptions {
     /// Image side to train at on --train-data shards [default: 224].
     #[arg(long)]
     image_size: Option<u32>,
-    /// Model preset: micro, tiny, small, vit-b-32.
+    /// Model preset (micro, tiny, small, vit-b-32) or an open_clip model-config JSON file.
     #[arg(long)]
     model: Option<String>,
+    /// Start from these weights: a dissect run or checkpoint folder, or open_clip's state
+    /// dict as .safetensors (with --model its config JSON). Convert a PyTorch .pt with
+    /// `safetensors.torch.save_file(model.state_dict(), "x.safetensors")`.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// A tokenizer.json to use instead of training a BPE on the captions.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
     /// Passes over the training split.
     #[arg(long)]
     epochs: Option<u32>,
@@ -137,6 +145,8 @@ impl TrainOptions {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use clap::Parser;
     use dissect_select::RecordFormat;
 
@@ -201,6 +211,10 @@ mod tests {
         assert_eq!((config.data.to_str(), config.model.as_str(), config.epochs), (Some("d"), "micro", 5));
         assert_eq!(config.train_data.as_deref(), Some("a/{0..1}.tar::b c/x.tar"));
         assert_eq!((config.val_data.as_deref(), config.image_size), (Some("v.tar"), 64));
+        assert_eq!(
+            (config.init.as_deref(), config.tokenizer.as_deref()),
+            (Some(Path::new("i")), Some(Path::new("t.json")))
+        );
         assert_eq!((config.batch_size, config.seed, config.checkpoint_every), (64, 7, 9), "file value kept");
         assert_eq!((config.reference.as_deref().and_then(|p| p.to_str()), config.max_steps), (Some("ref"), Some(11)));
         assert_eq!((config.records, config.device.as_str(), config.ranks), (Some(RecordFormat::Csv), "cpu", 2));

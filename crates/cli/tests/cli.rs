@@ -316,3 +316,60 @@ fn your_own_data_from_folder_and_csv_to_a_curated_subset() {
     let eval = ok(&dissect(&["eval", "run-shards", "--val-data", &val_shards], dir.path()));
     assert!(eval.contains("8 held-out pairs"), "{eval}");
 }
+
+/// Warm starts and the open_clip format: a run started with `--init` from another run begins
+/// at that run's weights (and tokenizer); `export` writes open_clip's state dict; a run with
+/// `--model <open_clip config>.json --init <open_clip weights>.safetensors` begins at exactly
+/// the weights open_clip wrote (the committed parity fixture), then trains.
+#[test]
+fn warm_start_export_and_open_clip_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let generate = ["data", "generate", "noisy-shapes", "--out", "ns", "--train-size", "64", "--test-size", "16"];
+    ok(&dissect(&generate, dir.path()));
+    let common = ["--data", "ns", "--batch-size", "16", "--epochs", "1", "--strategy", "random", "--no-progress"];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train"];
+        args.extend_from_slice(&common);
+        args.extend_from_slice(extra);
+        ok(&dissect(&args, dir.path()))
+    };
+    run(&["--out", "first", "--model", "micro"]);
+    run(&["--out", "second", "--init", "first", "--max-steps", "1"]);
+    let read = |p: &str| std::fs::read(dir.path().join(p)).unwrap();
+    assert_eq!(read("second/tokenizer.json"), read("first/tokenizer.json"), "the tokenizer comes with the weights");
+    ok(&dissect(&["export", "first", "--out", "first-export"], dir.path()));
+    ok(&dissect(&["export", "second/checkpoints/step-00000000", "--out", "second-start"], dir.path()));
+    assert_eq!(read("second-start/open_clip_model.safetensors"), read("first-export/open_clip_model.safetensors"));
+    let config: serde_json::Value = serde_json::from_slice(&read("first-export/open_clip_config.json")).unwrap();
+    assert_eq!(config["vision_cfg"]["width"], 64);
+
+    // open_clip's own weights and config.
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/openclip_vit.safetensors");
+    let mut weights = dissect_model::TensorFile::read(&fixture).unwrap();
+    weights.take_prefix("fixture.");
+    let json = weights.metadata["open_clip_config"].clone();
+    std::fs::write(dir.path().join("oc.safetensors"), weights.to_bytes().unwrap()).unwrap();
+    std::fs::write(dir.path().join("oc.json"), &json).unwrap();
+    std::fs::write(dir.path().join("oc.toml"), "vocab_size = 512\n").unwrap();
+    run(&[
+        "--config",
+        "oc.toml",
+        "--out",
+        "from-open-clip",
+        "--model",
+        "oc.json",
+        "--init",
+        "oc.safetensors",
+        "--max-steps",
+        "2",
+    ]);
+    ok(&dissect(&["export", "from-open-clip/checkpoints/step-00000000", "--out", "oc-start"], dir.path()));
+    let start = dissect_model::TensorFile::read(&dir.path().join("oc-start/open_clip_model.safetensors")).unwrap();
+    assert_eq!(start.tensors, weights.tensors, "the run starts at open_clip's weights, bit for bit");
+
+    let wrong =
+        dissect(&["train", "--data", "ns", "--out", "bad", "--model", "micro", "--init", "oc.safetensors"], dir.path());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success() && err.contains("init") && err.contains("has shape"), "{err}");
+}

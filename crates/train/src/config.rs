@@ -29,8 +29,14 @@ pub struct TrainConfig {
     pub image_size: u32,
     /// Run folder: config, tokenizer, logs, visit records, checkpoints.
     pub out: PathBuf,
-    /// Model preset: micro, tiny, small, vit-b-32.
+    /// Model preset (micro, tiny, small, vit-b-32), or an open_clip model-config JSON file.
     pub model: String,
+    /// Start a fresh run from these weights: a dissect run or checkpoint folder (its model
+    /// config and tokenizer come along), or open_clip's state dict in a `.safetensors` file
+    /// (with `model` set to its model-config JSON).
+    pub init: Option<PathBuf>,
+    /// A `tokenizer.json` to use instead of training a BPE on the captions.
+    pub tokenizer: Option<PathBuf>,
     /// Passes over the training split.
     pub epochs: u32,
     /// Rows per batch (all ranks together) before selection.
@@ -101,6 +107,8 @@ impl Default for TrainConfig {
             image_size: 224,
             out: PathBuf::from("runs/train"),
             model: "tiny".into(),
+            init: None,
+            tokenizer: None,
             epochs: 10,
             batch_size: 256,
             seed: 0,
@@ -165,7 +173,14 @@ impl TrainConfig {
         self.validate_budget()?;
         self.validate_optim()?;
         self.validate_selection()?;
-        dissect_model::ClipConfig::preset(&self.model).map_err(|e| bad("model", e.to_string()))?;
+        if self.model.ends_with(".json") {
+            crate::setup::open_clip_config(Path::new(&self.model))?;
+        } else {
+            dissect_model::ClipConfig::preset(&self.model).map_err(|e| bad("model", e.to_string()))?;
+        }
+        if let Some(init) = self.init.as_deref().filter(|p| !p.exists()) {
+            return Err(bad("init", format!("{} does not exist", init.display())));
+        }
         Ok(())
     }
 

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use dissect_data::{Batch, DatasetManifest, Loader, LoaderConfig, PreprocessConfig, ShardSet, TextTokenizer};
 use dissect_model::burn::tensor::Device;
-use dissect_model::{AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, model_from_bytes};
+use dissect_model::{
+    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, OpenClipConfig, TensorFile, load_open_clip,
+    model_from_bytes,
+};
 use dissect_select::{RecordWriter, ScoreState, Selector, Strategy};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -69,28 +72,69 @@ pub(crate) fn tokenizer(
     resuming: bool,
 ) -> Result<Arc<TextTokenizer>> {
     let path = files.tokenizer();
-    if resuming && path.is_file() {
-        return Ok(Arc::new(TextTokenizer::load(&path)?));
-    }
-    let tokenizer = TextTokenizer::train_from_shards(train_set, config.vocab_size)?;
+    let given = match (&config.tokenizer, init_run(config)) {
+        (Some(file), _) => Some(file.clone()),
+        // Weights from another run come with the token ids they were trained on.
+        (None, Some(run)) => Some(RunFiles::new(run).tokenizer()),
+        (None, None) => None,
+    };
+    let tokenizer = match given {
+        _ if resuming && path.is_file() => return Ok(Arc::new(TextTokenizer::load(&path)?)),
+        Some(file) => TextTokenizer::load(&file)?,
+        None => TextTokenizer::train_from_shards(train_set, config.vocab_size)?,
+    };
     tokenizer.save(&path)?;
     Ok(Arc::new(tokenizer))
 }
 
-/// The preset sized to the tokenizer's vocabulary and the dataset's images, saved as
-/// `model.toml`.
+/// The run folder `init` names (a dissect run or one of its checkpoints), if it names one.
+fn init_run(config: &TrainConfig) -> Option<PathBuf> {
+    let init = config.init.as_deref().filter(|p| !is_safetensors(p))?;
+    crate::trainer::load_model_config(init).ok().map(|(_, run)| run)
+}
+
+fn is_safetensors(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "safetensors")
+}
+
+/// The model's config, saved as `model.toml`: a preset sized to the tokenizer's vocabulary
+/// and the dataset's images, or an open_clip model-config JSON file (`model = "x.json"`) as
+/// it is, whose vocabulary must hold the tokenizer's; with `init` from a dissect run, that
+/// run's config.
 pub(crate) fn model_config(
     config: &TrainConfig,
     files: &RunFiles,
     manifest: &DatasetManifest,
     tokenizer: &TextTokenizer,
 ) -> Result<ClipConfig> {
-    let mut model_config = ClipConfig::preset(&config.model)?;
-    model_config.vocab_size = tokenizer.vocab_size();
-    model_config.image_size = manifest.image_size as usize;
+    let model_config = if let Some(run) = init_run(config) {
+        crate::trainer::load_model_config(&run)?.0
+    } else if config.model.ends_with(".json") {
+        let config = open_clip_config(Path::new(&config.model))?;
+        if config.vocab_size < tokenizer.vocab_size() {
+            return Err(TrainError::Config(format!(
+                "model: its vocab_size {} is smaller than the tokenizer's vocabulary of {}",
+                config.vocab_size,
+                tokenizer.vocab_size()
+            )));
+        }
+        config
+    } else {
+        let mut preset = ClipConfig::preset(&config.model)?;
+        preset.vocab_size = tokenizer.vocab_size();
+        preset.image_size = manifest.image_size as usize;
+        preset
+    };
     model_config.validate().map_err(|e| TrainError::Config(format!("model for this dataset: {e}")))?;
     write_atomic(&files.model_config(), model_config.to_toml_string()?.as_bytes())?;
     Ok(model_config)
+}
+
+/// Our config of an open_clip model-config JSON file.
+pub(crate) fn open_clip_config(path: &Path) -> Result<ClipConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let parsed = OpenClipConfig::from_json(&text).and_then(|c| c.to_clip_config());
+    parsed.map_err(|e| TrainError::Config(format!("model: {}: {e}", path.display())))
 }
 
 /// The model on `device`'s autodiff twin and its optimiser, both restored from `checkpoint`.
@@ -103,15 +147,37 @@ pub(crate) fn model_and_optimizer(
     let mut model = Clip::new(model_config, config.seed, &device.clone().autodiff())?;
     let settings = AdamWSettings { weight_decay: config.optim.weight_decay as f32, ..AdamWSettings::default() };
     // The optimiser is built from the model's parameter ids, so the checkpoint's model is
-    // loaded before it.
-    if let Some(dir) = checkpoint {
-        model = model_from_bytes(model, &read_file(dir, MODEL_FILE)?)?;
+    // loaded before it. A fresh run may start from other weights (`init`).
+    match (checkpoint, &config.init) {
+        (Some(dir), _) => model = model_from_bytes(model, &read_file(dir, MODEL_FILE)?)?,
+        (None, Some(init)) => model = initial_weights(model, model_config, init)?,
+        (None, None) => {}
     }
     let mut optim = ClipOptimizer::new(&model, settings);
     if let Some(dir) = checkpoint {
         optim.load_bytes(&read_file(dir, OPTIMIZER_FILE)?)?;
     }
     Ok((model, optim))
+}
+
+/// `model` with the weights of `init`: open_clip's state dict in a `.safetensors` file, or a
+/// dissect run (its latest checkpoint) or checkpoint folder.
+fn initial_weights(model: Clip, model_config: &ClipConfig, init: &Path) -> Result<Clip> {
+    if is_safetensors(init) {
+        let weights = TensorFile::read(init)?;
+        return load_open_clip(model, &weights, model_config).map_err(|e| TrainError::Config(format!("init: {e}")));
+    }
+    let checkpoint = if init.join(MODEL_FILE).is_file() {
+        init.to_path_buf()
+    } else {
+        latest_checkpoint(init)?.ok_or_else(|| {
+            TrainError::Config(format!(
+                "init: {} is neither a run with a checkpoint nor a .safetensors file",
+                init.display()
+            ))
+        })?
+    };
+    Ok(model_from_bytes(model, &read_file(&checkpoint, MODEL_FILE)?)?)
 }
 
 /// The selector over the score state (in RAM, or mapped when `mapped_scores`) and the
@@ -200,14 +266,16 @@ pub(crate) fn records(config: &TrainConfig, files: &RunFiles, keep_len: u64) -> 
 /// preprocessing the held-out split shares.
 pub(crate) fn loader(
     config: &TrainConfig,
-    manifest: &DatasetManifest,
     train_set: ShardSet,
     tokenizer: &Arc<TextTokenizer>,
     model_config: &ClipConfig,
 ) -> Result<(Loader, PreprocessConfig)> {
-    let mut preprocess = PreprocessConfig::new(manifest.image_size);
+    // Images are resized to the model's input (a preset takes the dataset's size; an open_clip
+    // config or a warm start brings its own).
+    let image_size = model_config.image_size as u32;
+    let mut preprocess = PreprocessConfig::new(image_size);
     preprocess.random_resized_crop = None;
-    let mut loader_config = LoaderConfig::new(config.batch_size, manifest.image_size);
+    let mut loader_config = LoaderConfig::new(config.batch_size, image_size);
     loader_config.context_len = model_config.context_length;
     loader_config.preprocess = preprocess.clone();
     loader_config.threads = config.loader_threads.max(1);

@@ -150,7 +150,7 @@ impl Run {
         let fresh = checkpoint.is_none();
         let log = LogWriter::open(&files.log(), if fresh { 0 } else { state.log_len })?;
         let records = setup::records(config, &files, if fresh { 0 } else { state.records_len })?;
-        let (loader, preprocess) = setup::loader(config, &manifest, train_set, &tokenizer, &model_config)?;
+        let (loader, preprocess) = setup::loader(config, train_set, &tokenizer, &model_config)?;
         let reference = setup::reference(config, &devices[0])?;
         let total_steps = loader.batches_per_epoch() * u64::from(config.epochs);
         let mut run = Run {

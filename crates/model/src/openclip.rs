@@ -1,0 +1,465 @@
+//! open_clip's names and layouts: its ViT CLIP state dict in safetensors files, in and out, and
+//! its model-config JSON.
+//!
+//! Our layers follow open_clip's ViT CLIP layer for layer (see `model.rs`); what differs is
+//! only where each tensor lives and its layout: Burn stores a linear layer's weight as
+//! `[in, out]` where PyTorch stores `[out, in]`, the patch embedding is a linear map over
+//! flattened `[c, p, p]` patches where open_clip has a `[w, c, p, p]` convolution, and the
+//! temperature is `[1]` where open_clip's is a 0-d tensor. One table ([`mapping`]) says all
+//! of it and serves both directions.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, Linear};
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ClipConfig;
+use crate::error::ModelError;
+use crate::model::{Block, Clip};
+
+/// How an open_clip tensor is laid out relative to ours.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Layout {
+    /// The same shape and order.
+    Same,
+    /// A 2-D matrix transposed (PyTorch `[out, in]` vs Burn `[in, out]`).
+    Transposed,
+    /// open_clip's `[w, c, p, p]` patch convolution vs our `[c·p·p, w]` linear map.
+    PatchConv { channels: usize, patch: usize },
+    /// open_clip's 0-d scalar vs our `[1]`.
+    Scalar,
+}
+
+/// One of our parameters, by rank.
+enum Slot<'a> {
+    D1(&'a mut Param<Tensor<1>>),
+    D2(&'a mut Param<Tensor<2>>),
+}
+
+/// Our parameter under open_clip's name.
+struct Mapped<'a> {
+    name: String,
+    slot: Slot<'a>,
+    layout: Layout,
+}
+
+/// Every parameter of `model` with its open_clip name and layout, in state-dict order.
+fn mapping<'a>(model: &'a mut Clip, patch: usize, channels: usize) -> Vec<Mapped<'a>> {
+    let mut out = Vec::new();
+    let mut put = |name: String, slot: Slot<'a>, layout: Layout| out.push(Mapped { name, slot, layout });
+    let visual = &mut model.visual;
+    put("visual.class_embedding".into(), Slot::D1(&mut visual.class_embedding), Layout::Same);
+    put("visual.positional_embedding".into(), Slot::D2(&mut visual.positional_embedding), Layout::Same);
+    put("visual.conv1.weight".into(), Slot::D2(&mut visual.patch_embed.weight), Layout::PatchConv { channels, patch });
+    layer_norm(&mut put, "visual.ln_pre", &mut visual.ln_pre);
+    for (i, block) in visual.blocks.iter_mut().enumerate() {
+        transformer_block(&mut put, &format!("visual.transformer.resblocks.{i}"), block);
+    }
+    layer_norm(&mut put, "visual.ln_post", &mut visual.ln_post);
+    put("visual.proj".into(), Slot::D2(&mut visual.proj.weight), Layout::Same);
+    let text = &mut model.text;
+    put("token_embedding.weight".into(), Slot::D2(&mut text.token_embedding.weight), Layout::Same);
+    put("positional_embedding".into(), Slot::D2(&mut text.positional_embedding), Layout::Same);
+    for (i, block) in text.blocks.iter_mut().enumerate() {
+        transformer_block(&mut put, &format!("transformer.resblocks.{i}"), block);
+    }
+    layer_norm(&mut put, "ln_final", &mut text.ln_final);
+    put("text_projection".into(), Slot::D2(&mut text.text_projection.weight), Layout::Same);
+    put("logit_scale".into(), Slot::D1(&mut model.logit_scale), Layout::Scalar);
+    out
+}
+
+fn transformer_block<'a>(put: &mut impl FnMut(String, Slot<'a>, Layout), prefix: &str, block: &'a mut Block) {
+    layer_norm(put, &format!("{prefix}.ln_1"), &mut block.ln_1);
+    let attn = &mut block.attn;
+    put(format!("{prefix}.attn.in_proj_weight"), Slot::D2(&mut attn.qkv.weight), Layout::Transposed);
+    if let Some(bias) = attn.qkv.bias.as_mut() {
+        put(format!("{prefix}.attn.in_proj_bias"), Slot::D1(bias), Layout::Same);
+    }
+    linear(put, &format!("{prefix}.attn.out_proj"), &mut attn.out);
+    layer_norm(put, &format!("{prefix}.ln_2"), &mut block.ln_2);
+    linear(put, &format!("{prefix}.mlp.c_fc"), &mut block.mlp_fc);
+    linear(put, &format!("{prefix}.mlp.c_proj"), &mut block.mlp_proj);
+}
+
+fn linear<'a>(put: &mut impl FnMut(String, Slot<'a>, Layout), prefix: &str, layer: &'a mut Linear) {
+    put(format!("{prefix}.weight"), Slot::D2(&mut layer.weight), Layout::Transposed);
+    if let Some(bias) = layer.bias.as_mut() {
+        put(format!("{prefix}.bias"), Slot::D1(bias), Layout::Same);
+    }
+}
+
+fn layer_norm<'a>(put: &mut impl FnMut(String, Slot<'a>, Layout), prefix: &str, norm: &'a mut LayerNorm) {
+    put(format!("{prefix}.weight"), Slot::D1(&mut norm.gamma), Layout::Same);
+    if let Some(beta) = norm.beta.as_mut() {
+        put(format!("{prefix}.bias"), Slot::D1(beta), Layout::Same);
+    }
+}
+
+/// A host tensor: shape and row-major `f32` values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    /// Dimensions (empty for a scalar).
+    pub shape: Vec<usize>,
+    /// Values, row-major.
+    pub values: Vec<f32>,
+}
+
+/// Named tensors as a safetensors file holds them (any float dtype is read as `f32`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TensorFile {
+    /// Tensors by name.
+    pub tensors: BTreeMap<String, HostTensor>,
+    /// The file's string metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl TensorFile {
+    /// Reads a safetensors file: `F32`, `F16` and `BF16` tensors as `f32`, integer tensors
+    /// (`I64`, `I32`) converted to `f32` too (token ids in fixtures).
+    pub fn read(path: &Path) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|e| ModelError::Record(format!("{}: {e}", path.display())))?;
+        Self::from_bytes(&bytes).map_err(|e| ModelError::Record(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses safetensors bytes (see [`TensorFile::read`]).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+        let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
+        let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in file.tensors() {
+            let values = to_f32(view.dtype(), view.data()).map_err(|why| format!("tensor {name}: {why}"))?;
+            tensors.insert(name, HostTensor { shape: view.shape().to_vec(), values });
+        }
+        Ok(TensorFile { tensors, metadata })
+    }
+
+    /// The tensors as safetensors bytes (`F32`, little-endian), with the metadata.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
+        let raw: Vec<(String, Vec<u8>, Vec<usize>)> = self
+            .tensors
+            .iter()
+            .map(|(name, t)| (name.clone(), t.values.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
+            .collect();
+        let views = raw
+            .iter()
+            .map(|(name, bytes, shape)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .map(|view| (name.clone(), view))
+                    .map_err(|e| ModelError::Record(format!("tensor {name}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let metadata = (!self.metadata.is_empty()).then(|| self.metadata.clone().into_iter().collect());
+        safetensors::serialize(views, metadata).map_err(|e| ModelError::Record(e.to_string()))
+    }
+
+    /// Removes and returns the tensors whose names start with `prefix` (the prefix dropped).
+    pub fn take_prefix(&mut self, prefix: &str) -> BTreeMap<String, HostTensor> {
+        let names: Vec<String> = self.tensors.keys().filter(|n| n.starts_with(prefix)).cloned().collect();
+        names.into_iter().filter_map(|n| self.tensors.remove(&n).map(|t| (n[prefix.len()..].to_string(), t))).collect()
+    }
+}
+
+fn to_f32(dtype: safetensors::Dtype, data: &[u8]) -> Result<Vec<f32>, String> {
+    use safetensors::Dtype;
+    let words = |n: usize| data.chunks_exact(n);
+    Ok(match dtype {
+        Dtype::F32 => words(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => words(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => words(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::I64 => words(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect(),
+        Dtype::I32 => words(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32).collect(),
+        other => return Err(format!("dtype {other:?} is not supported (f32, f16, bf16, i64, i32)")),
+    })
+}
+
+/// Loads open_clip's state dict into `model` (built with the matching config). Strict, like
+/// `load_state_dict(strict=True)`: a missing, extra or mis-shaped tensor is an error that
+/// names the tensor (and both shapes).
+pub fn load_open_clip(mut model: Clip, weights: &TensorFile, config: &ClipConfig) -> Result<Clip, ModelError> {
+    let mut unused: std::collections::BTreeSet<&str> = weights.tensors.keys().map(String::as_str).collect();
+    for mapped in mapping(&mut model, config.patch_size, config.channels) {
+        let tensor = weights
+            .tensors
+            .get(&mapped.name)
+            .ok_or_else(|| ModelError::Record(format!("open_clip weights: tensor {} is missing", mapped.name)))?;
+        unused.remove(mapped.name.as_str());
+        match mapped.slot {
+            Slot::D1(param) => {
+                let ours = param.val().dims().to_vec();
+                let values = to_ours(&mapped.name, tensor, &ours, mapped.layout)?;
+                *param = param.clone().map(|old| replaced(old, values, [ours[0]]));
+            }
+            Slot::D2(param) => {
+                let ours = param.val().dims().to_vec();
+                let values = to_ours(&mapped.name, tensor, &ours, mapped.layout)?;
+                *param = param.clone().map(|old| replaced(old, values, [ours[0], ours[1]]));
+            }
+        }
+    }
+    // open_clip keeps the causal mask as a buffer in some versions; it holds no weights.
+    unused.remove("attn_mask");
+    match unused.into_iter().next() {
+        Some(extra) => Err(ModelError::Record(format!("open_clip weights: tensor {extra} has no place in this model"))),
+        None => Ok(model),
+    }
+}
+
+/// `values` in `old`'s place, on its device, trainable where `old` was.
+fn replaced<const D: usize>(old: Tensor<D>, values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
+    let device: Device = old.device();
+    let fresh = Tensor::from_data(TensorData::new(values, shape), &device);
+    if old.is_require_grad() || device.is_autodiff() { fresh.require_grad() } else { fresh }
+}
+
+/// open_clip's tensor in our layout, after checking its shape.
+fn to_ours(name: &str, tensor: &HostTensor, ours: &[usize], layout: Layout) -> Result<Vec<f32>, ModelError> {
+    let expected = their_shape(ours, layout);
+    if tensor.shape != expected {
+        return Err(ModelError::Record(format!(
+            "open_clip weights: tensor {name} has shape {:?}, this model needs {expected:?}",
+            tensor.shape
+        )));
+    }
+    Ok(match layout {
+        Layout::Same | Layout::Scalar => tensor.values.clone(),
+        // [w, c·p·p] (the convolution flattened) transposed to [c·p·p, w].
+        Layout::Transposed | Layout::PatchConv { .. } => transpose(&tensor.values, ours[1], ours[0]),
+    })
+}
+
+/// The shape open_clip stores a parameter of our shape `ours` in.
+fn their_shape(ours: &[usize], layout: Layout) -> Vec<usize> {
+    match layout {
+        Layout::Same => ours.to_vec(),
+        Layout::Transposed => vec![ours[1], ours[0]],
+        Layout::PatchConv { channels, patch } => vec![ours[1], channels, patch, patch],
+        Layout::Scalar => Vec::new(),
+    }
+}
+
+/// A row-major `[rows, cols]` matrix transposed.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    out
+}
+
+/// The model's weights as open_clip's state dict (the inverse of [`load_open_clip`]).
+pub fn to_open_clip(model: &Clip, config: &ClipConfig) -> Result<TensorFile, ModelError> {
+    let mut copy = model.clone();
+    let mut tensors = BTreeMap::new();
+    for mapped in mapping(&mut copy, config.patch_size, config.channels) {
+        let (ours, values) = match mapped.slot {
+            Slot::D1(param) => (param.val().dims().to_vec(), host_values(param.val())?),
+            Slot::D2(param) => (param.val().dims().to_vec(), host_values(param.val())?),
+        };
+        let values = match mapped.layout {
+            Layout::Same | Layout::Scalar => values,
+            Layout::Transposed | Layout::PatchConv { .. } => transpose(&values, ours[0], ours[1]),
+        };
+        tensors.insert(mapped.name, HostTensor { shape: their_shape(&ours, mapped.layout), values });
+    }
+    Ok(TensorFile { tensors, metadata: BTreeMap::new() })
+}
+
+fn host_values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
+    t.try_into_vec_as::<f32>().map_err(|e| ModelError::Data(format!("reading weights: {e:?}")))
+}
+
+/// open_clip's model-config JSON for a ViT CLIP (`open_clip/model_configs/*.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenClipConfig {
+    /// Width of the shared embedding space.
+    pub embed_dim: usize,
+    /// The image tower.
+    pub vision_cfg: OpenClipVisionConfig,
+    /// The text tower.
+    pub text_cfg: OpenClipTextConfig,
+    /// open_clip's QuickGELU variant (OpenAI's original weights); only `false` is supported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quick_gelu: bool,
+}
+
+/// `vision_cfg` of a ViT.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenClipVisionConfig {
+    /// Square input side.
+    pub image_size: usize,
+    /// Transformer blocks (an integer: a list means a ResNet tower, which is not supported yet).
+    pub layers: serde_json::Value,
+    /// Transformer width.
+    pub width: usize,
+    /// Width of one attention head (heads = width / head_width; open_clip's default 64).
+    #[serde(default = "default_head_width")]
+    pub head_width: usize,
+    /// MLP width as a multiple of the tower width.
+    #[serde(default = "default_mlp_ratio")]
+    pub mlp_ratio: f64,
+    /// Square patch side.
+    pub patch_size: usize,
+}
+
+/// `text_cfg` of the causal text transformer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenClipTextConfig {
+    /// Token positions.
+    #[serde(default = "default_context_length")]
+    pub context_length: usize,
+    /// Token embedding rows.
+    #[serde(default = "default_vocab_size")]
+    pub vocab_size: usize,
+    /// Transformer width.
+    pub width: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// MLP width as a multiple of the tower width.
+    #[serde(default = "default_mlp_ratio")]
+    pub mlp_ratio: f64,
+    /// Where open_clip pools the text: `argmax` (the highest token id, CLIP's end-of-text) or
+    /// `eos` (the first `eos_id`). Ours pools at the end-of-text position the tokenizer reports,
+    /// so both describe the same model; an export sets `eos` when the tokenizer's end-of-text
+    /// id is not its highest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_type: Option<String>,
+    /// The end-of-text token id, with `pool_type = "eos"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_id: Option<usize>,
+}
+
+fn default_head_width() -> usize {
+    64
+}
+fn default_mlp_ratio() -> f64 {
+    4.0
+}
+fn default_context_length() -> usize {
+    77
+}
+fn default_vocab_size() -> usize {
+    49408
+}
+
+impl OpenClipConfig {
+    /// Parses open_clip's JSON; a field this build does not implement is refused by name.
+    pub fn from_json(text: &str) -> Result<Self, ModelError> {
+        serde_json::from_str(text).map_err(|e| ModelError::Toml(format!("open_clip model config: {e}")))
+    }
+
+    /// Our config of the same model.
+    pub fn to_clip_config(&self) -> Result<ClipConfig, ModelError> {
+        let invalid = |field: &'static str, reason: String| ModelError::InvalidConfig { field, reason };
+        if self.quick_gelu {
+            return Err(invalid("quick_gelu", "QuickGELU is not supported (exact GELU only)".into()));
+        }
+        let v = &self.vision_cfg;
+        let layers = v.layers.as_u64().ok_or_else(|| {
+            invalid("vision_cfg.layers", format!("{} is a ResNet tower; only ViT towers are supported yet", v.layers))
+        })? as usize;
+        let ratio = |r: f64, field| {
+            (r.fract() == 0.0 && r >= 1.0)
+                .then_some(r as usize)
+                .ok_or_else(|| invalid(field, format!("{r} is not a whole number")))
+        };
+        let (vision_ratio, text_ratio) =
+            (ratio(v.mlp_ratio, "vision_cfg.mlp_ratio")?, ratio(self.text_cfg.mlp_ratio, "text_cfg.mlp_ratio")?);
+        if vision_ratio != text_ratio {
+            return Err(invalid(
+                "text_cfg.mlp_ratio",
+                format!("{text_ratio} differs from vision_cfg.mlp_ratio {vision_ratio}"),
+            ));
+        }
+        if v.head_width == 0 || !v.width.is_multiple_of(v.head_width) {
+            return Err(invalid(
+                "vision_cfg.head_width",
+                format!("{} does not divide width {}", v.head_width, v.width),
+            ));
+        }
+        let t = &self.text_cfg;
+        if !matches!(t.pool_type.as_deref(), None | Some("argmax") | Some("eos")) {
+            return Err(invalid("text_cfg.pool_type", format!("{:?} is not supported (argmax or eos)", t.pool_type)));
+        }
+        let config = ClipConfig {
+            image_size: v.image_size,
+            patch_size: v.patch_size,
+            channels: 3,
+            vision_width: v.width,
+            vision_layers: layers,
+            vision_heads: v.width / v.head_width,
+            text_width: t.width,
+            text_layers: t.layers,
+            text_heads: t.heads,
+            context_length: t.context_length,
+            vocab_size: t.vocab_size,
+            embed_dim: self.embed_dim,
+            mlp_ratio: vision_ratio,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// open_clip's config of one of our models.
+    pub fn from_clip_config(c: &ClipConfig) -> Self {
+        OpenClipConfig {
+            embed_dim: c.embed_dim,
+            vision_cfg: OpenClipVisionConfig {
+                image_size: c.image_size,
+                layers: c.vision_layers.into(),
+                width: c.vision_width,
+                head_width: c.vision_width / c.vision_heads.max(1),
+                mlp_ratio: c.mlp_ratio as f64,
+                patch_size: c.patch_size,
+            },
+            text_cfg: OpenClipTextConfig {
+                context_length: c.context_length,
+                vocab_size: c.vocab_size,
+                width: c.text_width,
+                heads: c.text_heads,
+                layers: c.text_layers,
+                mlp_ratio: c.mlp_ratio as f64,
+                pool_type: None,
+                eos_id: None,
+            },
+            quick_gelu: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_is_its_own_inverse_and_moves_rows_to_columns() {
+        let m = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // [2, 3]
+        let t = transpose(&m, 2, 3);
+        assert_eq!(t, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        assert_eq!(transpose(&t, 3, 2), m);
+    }
+
+    #[test]
+    fn configs_round_trip_and_unsupported_fields_are_named() {
+        let config = ClipConfig::micro();
+        let json = serde_json::to_string(&OpenClipConfig::from_clip_config(&config)).unwrap();
+        assert_eq!(OpenClipConfig::from_json(&json).unwrap().to_clip_config().unwrap(), config);
+        let resnet = r#"{"embed_dim": 1024, "vision_cfg": {"image_size": 224, "layers": [3, 4, 6, 3], "width": 64, "patch_size": 16}, "text_cfg": {"width": 512, "heads": 8, "layers": 12}}"#;
+        let err = OpenClipConfig::from_json(resnet).unwrap().to_clip_config().unwrap_err().to_string();
+        assert!(err.contains("vision_cfg.layers") && err.contains("ResNet"), "{err}");
+        let extra = r#"{"embed_dim": 8, "vision_cfg": {"image_size": 16, "layers": 1, "width": 8, "patch_size": 4, "ls_init_value": 0.1}, "text_cfg": {"width": 8, "heads": 1, "layers": 1}}"#;
+        let err = OpenClipConfig::from_json(extra).unwrap_err().to_string();
+        assert!(err.contains("ls_init_value"), "{err}");
+    }
+}
