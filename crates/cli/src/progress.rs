@@ -28,6 +28,10 @@ impl Progress {
 }
 
 impl Observer for Progress {
+    fn warning(&mut self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+
     fn run_started(&mut self, start: &RunStart<'_>) {
         self.strategy = Some(start.strategy);
         if !self.show_bar {

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dissect_select::{RecordFormat, SelectError, SelectionConfig};
+use dissect_select::{RecordFormat, SelectError, SelectionConfig, WarmupRows};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -258,6 +258,23 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// Settings that are valid but probably not what was meant, each naming its field.
+    pub fn warnings(&self) -> Vec<String> {
+        let s = &self.selection;
+        let warms_up = s.strategy == dissect_select::Strategy::DissectWarmup || s.warmup_rows == WarmupRows::All;
+        let mut out = Vec::new();
+        if warms_up && s.strategy.needs() != Default::default() && s.warmup_epochs >= self.epochs {
+            out.push(format!(
+                "selection.warmup_epochs: W = {} is not below epochs = {}, so the run ends in its warm-up and never \
+                 selects by {}",
+                s.warmup_epochs,
+                self.epochs,
+                if s.strategy == dissect_select::Strategy::DissectWarmup { "the DISSect gap" } else { "its scores" }
+            ));
+        }
+        out
+    }
+
     /// Refuses to resume a run saved with `saved` under this config when a setting that
     /// shapes the results differs (only the run length, checkpointing, loader threads, device
     /// and score-state storage may change).
@@ -340,7 +357,7 @@ mod records_setting {
 
 #[cfg(test)]
 mod tests {
-    use dissect_select::{Strategy, WarmupRows};
+    use dissect_select::Strategy;
 
     use super::*;
 
@@ -378,6 +395,19 @@ mod tests {
         assert_eq!((s.strategy, s.rate, s.warmup_epochs, config.epochs), (Strategy::DissectMomentum, 0.5, 2, 3));
         assert_eq!((s.warmup_rows, config.records), (WarmupRows::All, None));
         assert_eq!(TrainConfig::from_toml_str(&config.to_toml().unwrap()).unwrap(), config);
+    }
+
+    #[test]
+    fn a_warm_up_as_long_as_the_run_is_warned_about() {
+        let mut config = TrainConfig { epochs: 3, ..TrainConfig::default() };
+        config.selection.warmup_epochs = 3;
+        let warnings = config.warnings();
+        assert!(warnings.len() == 1 && warnings[0].starts_with("selection.warmup_epochs: W = 3"), "{warnings:?}");
+        config.selection.warmup_epochs = 2;
+        assert!(config.warnings().is_empty());
+        config.selection.strategy = Strategy::Random;
+        config.selection.warmup_epochs = 9;
+        assert!(config.warnings().is_empty(), "random has no warm-up to outlast");
     }
 
     #[test]

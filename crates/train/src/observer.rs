@@ -25,6 +25,8 @@ pub struct RunStart<'a> {
 
 /// Callbacks of a training run, each with a default that does nothing.
 pub trait Observer {
+    /// A setting that is valid but probably not what was meant (before the run starts).
+    fn warning(&mut self, _message: &str) {}
     /// Once, after the run is set up and before the first step.
     fn run_started(&mut self, _start: &RunStart<'_>) {}
     /// After every optimiser step.

@@ -92,6 +92,9 @@ pub fn train_with(
     observer: &mut dyn Observer,
     stop: &StopSignal,
 ) -> Result<RunOutcome> {
+    for warning in config.warnings() {
+        observer.warning(&warning);
+    }
     let mut run = Run::open(config, resume)?;
     observer.run_started(&run.start());
     let ending = run.train_epochs(observer, stop);
