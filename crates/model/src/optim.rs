@@ -18,7 +18,8 @@ pub struct ParamInfo {
     pub id: ParamId,
     /// Its shape.
     pub shape: Vec<usize>,
-    /// Whether AdamW's decoupled weight decay applies (only matrices of linear layers).
+    /// Whether AdamW's decoupled weight decay applies (open_clip's rule: two or more
+    /// dimensions, not a norm, bias or the temperature).
     pub decay: bool,
 }
 
@@ -47,9 +48,12 @@ impl ModuleVisitor for ParamCollector {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let path = self.stack.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(".");
-        // open_clip decays `ndim >= 2` tensors except embeddings/positions; here that is
-        // exactly the `weight` of a `Linear` (patch embedding and projections included).
-        let decay = D == 2 && self.stack.last().is_some_and(|(n, ty)| n == "weight" && ty == "Struct:Linear");
+        // open_clip_train's rule, applied to our paths: decay every tensor of two or more
+        // dimensions unless its name marks a norm, a bias or the temperature. So linear
+        // weights, the token embedding and both positional embeddings are decayed, and a new
+        // layer is grouped by the rule, not by its type.
+        let exempt = ["ln", "bn", "bias", "logit_scale"].iter().any(|word| path.contains(word));
+        let decay = D >= 2 && !exempt;
         self.out.push(ParamInfo { path, id: param.id, shape: param.val().dims().to_vec(), decay });
     }
 }

@@ -131,9 +131,12 @@ fn decay_groups_follow_open_clip() {
     let model = Clip::new(&cfg, 0, &cpu()).unwrap();
     let infos = param_infos(&model);
     let decay: Vec<&str> = infos.iter().filter(|p| p.decay).map(|p| p.path.as_str()).collect();
-    // Linear matrices: patch embed + 4 per block × 2 blocks + proj, per tower.
+    // open_clip_train decays every tensor of 2+ dimensions whose name has no "ln", "bn",
+    // "bias" or "logit_scale": the linear matrices (patch embed + 4 per block × 2 blocks +
+    // proj, per tower: 19), the token embedding and the two positional embeddings.
     assert_eq!(infos.len(), 62);
-    assert_eq!(decay.len(), 19, "{decay:?}");
+    assert_eq!(decay.len(), 22, "{decay:?}");
+    assert!(decay.contains(&"text.token_embedding.weight") && decay.contains(&"visual.positional_embedding"));
     assert!(decay.contains(&"visual.patch_embed.weight"));
     assert!(decay.contains(&"visual.blocks.1.attn.qkv.weight"));
     assert!(decay.contains(&"text.blocks.0.mlp_proj.weight"));
@@ -141,11 +144,9 @@ fn decay_groups_follow_open_clip() {
     for p in &infos {
         let excluded = p.path.contains("ln_")
             || p.path.ends_with("bias")
-            || p.path.contains("embedding")
+            || p.path == "visual.class_embedding"
             || p.path == "logit_scale";
-        if p.path != "visual.patch_embed.weight" {
-            assert_eq!(p.decay, !excluded, "{}", p.path);
-        }
+        assert_eq!(p.decay, !excluded, "{}", p.path);
     }
 
     // Routing: one step with decay 0.5 vs 0.0 from the same state and gradients changes only
@@ -166,15 +167,18 @@ fn decay_groups_follow_open_clip() {
             "visual.blocks.0.attn.qkv.weight" => flat(rec.visual.blocks[0].attn.qkv.weight.val()),
             "text.text_projection.weight" => flat(rec.text.text_projection.weight.val()),
             "visual.blocks.0.ln_1.gamma" => rec.visual.blocks[0].ln_1.gamma.val().try_into_vec_as::<f32>().unwrap(),
+            "visual.class_embedding" => rec.visual.class_embedding.val().try_into_vec_as::<f32>().unwrap(),
             "text.token_embedding.weight" => flat(rec.text.token_embedding.weight.val()),
             "visual.positional_embedding" => flat(rec.visual.positional_embedding.val()),
             _ => unreachable!(),
         }
     };
-    for path in ["visual.blocks.0.attn.qkv.weight", "text.text_projection.weight"] {
+    let decayed =
+        ["visual.blocks.0.attn.qkv.weight", "text.text_projection.weight", "text.token_embedding.weight", "visual.positional_embedding"];
+    for path in decayed {
         assert_ne!(values(&with, path), values(&without, path), "{path}");
     }
-    for path in ["visual.blocks.0.ln_1.gamma", "text.token_embedding.weight", "visual.positional_embedding"] {
+    for path in ["visual.blocks.0.ln_1.gamma", "visual.class_embedding"] {
         assert_eq!(values(&with, path), values(&without, path), "{path}");
     }
 }
