@@ -165,12 +165,25 @@ mod tests {
         std::fs::write(&file, "epochs = 3\nbatch_size = 64\n[selection]\nstrategy = \"clipscore\"\nrate = 0.25\n")
             .unwrap();
         let file = file.to_string_lossy().into_owned();
+        let init = dir.path().join("earlier-run");
+        std::fs::create_dir(&init).unwrap();
+        let init = init.to_string_lossy().into_owned();
         let args = [
             "x",
             "--config",
             &file,
             "--data",
             "d",
+            "--train-data",
+            "a/{0..1}.tar::b c/x.tar",
+            "--val-data",
+            "v.tar",
+            "--image-size",
+            "64",
+            "--init",
+            &init,
+            "--tokenizer",
+            "t.json",
             "--model",
             "micro",
             "--epochs",
@@ -212,8 +225,8 @@ mod tests {
         assert_eq!(config.train_data.as_deref(), Some("a/{0..1}.tar::b c/x.tar"));
         assert_eq!((config.val_data.as_deref(), config.image_size), (Some("v.tar"), 64));
         assert_eq!(
-            (config.init.as_deref(), config.tokenizer.as_deref()),
-            (Some(Path::new("i")), Some(Path::new("t.json")))
+            (config.init.as_deref().and_then(Path::to_str), config.tokenizer.as_deref()),
+            (Some(init.as_str()), Some(Path::new("t.json")))
         );
         assert_eq!((config.batch_size, config.seed, config.checkpoint_every), (64, 7, 9), "file value kept");
         assert_eq!((config.reference.as_deref().and_then(|p| p.to_str()), config.max_steps), (Some("ref"), Some(11)));

@@ -173,8 +173,12 @@ fn decay_groups_follow_open_clip() {
             _ => unreachable!(),
         }
     };
-    let decayed =
-        ["visual.blocks.0.attn.qkv.weight", "text.text_projection.weight", "text.token_embedding.weight", "visual.positional_embedding"];
+    let decayed = [
+        "visual.blocks.0.attn.qkv.weight",
+        "text.text_projection.weight",
+        "text.token_embedding.weight",
+        "visual.positional_embedding",
+    ];
     for path in decayed {
         assert_ne!(values(&with, path), values(&without, path), "{path}");
     }
