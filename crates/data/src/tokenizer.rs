@@ -124,7 +124,8 @@ impl TextTokenizer {
 
     /// Writes the tokenizer as a `tokenizer.json` that [`TextTokenizer::load`] reads.
     pub fn save(&self, path: &Path) -> Result<()> {
-        self.inner.save(path, false).map_err(tok_err)
+        let json = self.inner.to_string(false).map_err(tok_err)?;
+        dissect_io::write_atomic(path, json.as_bytes()).map_err(|e| DataError::io(path, e))
     }
 
     /// Vocabulary size, special tokens included.

@@ -33,22 +33,22 @@ impl Histogram {
         if !(lo.is_finite() && hi.is_finite() && hi > lo) {
             return Err(EvalError::Invalid(format!("histogram range [{lo}, {hi}) is empty or not finite")));
         }
-        let width = (hi - lo) / bins as f64;
-        Ok(Histogram {
-            edges: (0..=bins).map(|i| lo + width * i as f64).collect(),
-            counts: vec![0; bins],
-            noisy: Some(vec![0; bins]),
-        })
+        Ok(Self::empty(lo, hi, bins))
     }
 
     /// The fixed CLIPScore bins shared by every epoch and run, so that panels and runs compare.
     pub fn clip_scores() -> Self {
         let (lo, hi) = CLIP_SCORE_RANGE;
-        let width = (hi - lo) / CLIP_SCORE_BINS as f64;
+        Self::empty(lo, hi, CLIP_SCORE_BINS)
+    }
+
+    /// Empty bins over a range the caller has checked.
+    fn empty(lo: f64, hi: f64, bins: usize) -> Self {
+        let width = (hi - lo) / bins as f64;
         Histogram {
-            edges: (0..=CLIP_SCORE_BINS).map(|i| lo + width * i as f64).collect(),
-            counts: vec![0; CLIP_SCORE_BINS],
-            noisy: Some(vec![0; CLIP_SCORE_BINS]),
+            edges: (0..=bins).map(|i| lo + width * i as f64).collect(),
+            counts: vec![0; bins],
+            noisy: Some(vec![0; bins]),
         }
     }
 

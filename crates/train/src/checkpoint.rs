@@ -98,13 +98,17 @@ pub fn write_checkpoint(run: &Path, parts: &CheckpointParts<'_>, keep: usize) ->
     Ok(final_dir)
 }
 
+/// Fills the temporary checkpoint folder. Plain writes suffice: the folder is not named as a
+/// checkpoint until `dissect_io::commit_dir` has synced every file in it and renamed it.
 fn fill_checkpoint(dir: &Path, parts: &CheckpointParts<'_>) -> Result<()> {
-    write_atomic(&dir.join(MODEL_FILE), parts.model)?;
-    write_atomic(&dir.join(OPTIMIZER_FILE), parts.optimizer)?;
+    let write =
+        |name: &str, bytes: &[u8]| fs::write(dir.join(name), bytes).map_err(|e| TrainError::io(dir.join(name), e));
+    write(MODEL_FILE, parts.model)?;
+    write(OPTIMIZER_FILE, parts.optimizer)?;
     parts.selection.save(dir.join(SELECTION_FILE))?;
     let trainer = serde_json::to_vec_pretty(parts.trainer)
         .map_err(|e| TrainError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })?;
-    write_atomic(&dir.join(TRAINER_FILE), &trainer)
+    write(TRAINER_FILE, &trainer)
 }
 
 fn prune(dir: &Path, keep: usize) -> Result<()> {

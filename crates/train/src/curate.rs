@@ -45,9 +45,8 @@ impl RunState {
     }
 
     /// Calls `f(index, shard file name, sample)` for every sample of the training shards.
-    fn for_each_train_sample(&self, mut f: impl FnMut(u64, &str, RawSample) -> Result<()>) -> Result<()> {
-        let set = self.manifest.train_set(&self.data_dir)?;
-        for_each_sample(&set, |index, shard, sample| f(index, shard, sample))
+    fn for_each_train_sample(&self, f: impl FnMut(u64, &str, RawSample) -> Result<()>) -> Result<()> {
+        for_each_sample(&self.manifest.train_set(&self.data_dir)?, f)
     }
 }
 

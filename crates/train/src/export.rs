@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use dissect_model::burn::tensor::Device;
 use dissect_model::{ClipBatch, HostTensor, OpenClipConfig, TensorFile, to_open_clip};
 
+use crate::checkpoint::write_atomic;
 use crate::error::{Result, TrainError};
-use crate::files::RunFiles;
 use crate::trainer::load_trained;
 
 /// The state dict under open_clip's names.
@@ -37,16 +37,13 @@ pub fn export_open_clip(run: &Path, out: &Path) -> Result<PathBuf> {
     let json = serde_json::to_vec_pretty(&open_clip)
         .map_err(|e| TrainError::Checkpoint { path: out.join(OPEN_CLIP_CONFIG_FILE), message: e.to_string() })?;
     write(out, OPEN_CLIP_CONFIG_FILE, &json)?;
-    let (_, run_dir) = crate::trainer::load_model_config(run)?;
-    let tokenizer_json = std::fs::read(RunFiles::new(&run_dir).tokenizer()).map_err(|e| TrainError::io(&run_dir, e))?;
-    write(out, crate::files::TOKENIZER_FILE, &tokenizer_json)?;
+    tokenizer.save(&out.join(crate::files::TOKENIZER_FILE))?;
     write(out, PROBE_FILE, &probe(&model, &config, &tokenizer, &device)?.to_bytes()?)?;
     Ok(out.to_path_buf())
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let path = dir.join(name);
-    dissect_io::write_atomic(&path, bytes).map_err(|e| TrainError::io(path, e))
+    write_atomic(&dir.join(name), bytes)
 }
 
 /// Three captions and seeded images with this model's features for them.
