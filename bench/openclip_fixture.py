@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Parity with open_clip, the reference implementation of CLIP that dissect's models follow.
 
-`make` builds a small random-initialised open_clip ViT CLIP and writes one safetensors file
-with its state dict under open_clip's own names, a few normalised images and token rows, and
-open_clip's image features, text features and logit scale for them; its metadata holds the
-model-config JSON. dissect's tests (crates/model/tests/openclip.rs) load it and must give the
-same features within 1e-4. CI needs no torch: the fixture is committed.
+`make` builds two small random-initialised open_clip CLIPs, one with a ViT image tower and one
+with a ModifiedResNet, and writes a safetensors file for each with its state dict under
+open_clip's own names (BatchNorm running statistics included), a few normalised images and
+token rows, and open_clip's image and text features for them; its metadata holds the
+model-config JSON. For the ResNet it also runs the image tower once in training mode and keeps
+those features and the running statistics that pass leaves behind. dissect's tests
+(crates/model/tests/openclip.rs) load them and must give the same numbers within 1e-4. CI
+needs no torch: the fixtures are committed.
 
 `check-export` loads a `dissect export` folder into open_clip with `load_state_dict(strict=True)`
 and compares open_clip's features with the ones dissect wrote beside the weights.
 
     pip install torch open_clip_torch safetensors
-    python bench/openclip_fixture.py make --out crates/model/tests/fixtures/openclip_vit.safetensors
+    python bench/openclip_fixture.py make --out crates/model/tests/fixtures
     python bench/openclip_fixture.py check-export runs/example/export
 """
 
@@ -23,11 +26,20 @@ import open_clip
 import torch
 from safetensors.torch import load_file, save_file
 
-# A ViT CLIP small enough for a committed fixture (about 1 MB) yet with every kind of layer.
-CONFIG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "mlp_ratio": 4.0, "patch_size": 8},
-    "text_cfg": {"context_length": 16, "vocab_size": 512, "width": 64, "heads": 2, "layers": 2, "mlp_ratio": 4.0},
+# CLIPs small enough for committed fixtures (about 1 MB and 0.6 MB) yet with every kind of
+# layer: the ResNet's first stage has a block with and one without a downsampling shortcut,
+# and its 64 px input leaves a 2 x 2 map for the attention pool.
+CONFIGS = {
+    "openclip_vit.safetensors": {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "mlp_ratio": 4.0, "patch_size": 8},
+        "text_cfg": {"context_length": 16, "vocab_size": 512, "width": 64, "heads": 2, "layers": 2, "mlp_ratio": 4.0},
+    },
+    "openclip_resnet.safetensors": {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": [2, 1, 1, 1], "width": 4, "head_width": 32, "patch_size": None},
+        "text_cfg": {"context_length": 16, "vocab_size": 512, "width": 32, "heads": 2, "layers": 1, "mlp_ratio": 4.0},
+    },
 }
 
 
@@ -45,6 +57,12 @@ def build(config, seed=0):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
+        # BatchNorm must be read from its running statistics, not from their fresh values.
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(0.1 * torch.randn_like(b))
+            elif name.endswith("running_var"):
+                b.copy_(0.5 + torch.rand_like(b))
     return model.eval()
 
 
@@ -63,13 +81,21 @@ def inputs(config, rows=4, seed=1):
     return images, tokens, eot
 
 
-def make(out):
-    model = build(CONFIG)
-    images, tokens, eot = inputs(CONFIG)
+def make(folder):
+    for name, config in CONFIGS.items():
+        make_one(folder / name, config)
+
+
+def make_one(out, config):
+    model = build(config)
+    images, tokens, eot = inputs(config)
     with torch.no_grad():
         image_features = model.encode_image(images, normalize=True)
         text_features = model.encode_text(tokens, normalize=True)
-    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    # The weights as they are before the training-mode pass below (copies: that pass updates
+    # the running statistics in place).
+    state = model.state_dict().items()
+    tensors = {k: v.detach().clone().contiguous() for k, v in state if not k.endswith("num_batches_tracked")}
     tensors.update({
         "fixture.images": images,
         "fixture.tokens": tokens.to(torch.int64),
@@ -77,8 +103,18 @@ def make(out):
         "fixture.image_features": image_features,
         "fixture.text_features": text_features,
     })
+    if isinstance(config["vision_cfg"]["layers"], list):
+        # One training-mode pass: features from the batch's statistics, and the running
+        # statistics it leaves (momentum 0.1, unbiased variance).
+        model.visual.train()
+        with torch.no_grad():
+            tensors["fixture.train_image_features"] = model.encode_image(images, normalize=True)
+        for k, v in model.visual.state_dict().items():
+            if k.endswith("running_mean") or k.endswith("running_var"):
+                tensors[f"fixture.after_train.visual.{k}"] = v.contiguous().clone()
+        model.eval()
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out), metadata={"open_clip_config": json.dumps(CONFIG), "open_clip": open_clip.__version__})
+    save_file(tensors, str(out), metadata={"open_clip_config": json.dumps(config), "open_clip": open_clip.__version__})
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): open_clip {open_clip.__version__}, "
           f"{sum(p.numel() for p in model.parameters())} parameters")
 
@@ -103,7 +139,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     m = sub.add_parser("make")
-    m.add_argument("--out", type=Path, default=Path("crates/model/tests/fixtures/openclip_vit.safetensors"))
+    m.add_argument("--out", type=Path, default=Path("crates/model/tests/fixtures"), help="folder for both fixtures")
     c = sub.add_parser("check-export")
     c.add_argument("folder", type=Path)
     args = p.parse_args()

@@ -4,9 +4,12 @@
 
 Same dimensions, pre-LayerNorm blocks, fused qkv attention, exact GELU, causal text
 attention, features at the end-of-text position, bias-free patch embedding and projections,
-learnable temperature; AdamW (0.9, 0.98, eps 1e-6, decay 0.2 on linear matrices only),
-global grad-norm clipping at 1.0, temperature clamp. The parameter count is printed so it can
-be checked against the Burn run.
+learnable temperature; AdamW (0.9, 0.98, eps 1e-6, decay 0.2 by open_clip_train's rule: every
+tensor of 2+ dimensions whose name has no "bn", "ln", "bias" or "logit_scale"), global
+grad-norm clipping at 1.0, temperature clamp. The ResNet presets (`rn-tiny`, `rn50`) take
+open_clip's own `ModifiedResNet` as the image tower (`pip install open_clip_torch`), trained
+in train mode and scored in eval mode, as dissect does. The parameter count is printed so it
+can be checked against the Burn run.
 
     bench/.venv/bin/python bench/torch_clip.py --preset tiny --batch 256 --steps 5 --threads 2
 """
@@ -33,6 +36,13 @@ PRESETS = {
     "vit-b-32": dict(image_size=224, patch_size=32, vision_width=768, vision_layers=12,
                      vision_heads=12, text_width=512, text_layers=12, text_heads=8,
                      context_length=77, vocab_size=49408, embed_dim=512),
+    # ResNet image towers: open_clip's ModifiedResNet (stage depths, stem width, pool heads).
+    "rn-tiny": dict(image_size=32, resnet_layers=[1, 1, 1, 1], resnet_width=16, resnet_heads=8,
+                    text_width=128, text_layers=4, text_heads=4, context_length=16, vocab_size=1024,
+                    embed_dim=128),
+    "rn50": dict(image_size=224, resnet_layers=[3, 4, 6, 3], resnet_width=64, resnet_heads=32,
+                 text_width=512, text_layers=12, text_heads=8, context_length=77, vocab_size=49408,
+                 embed_dim=1024),
 }
 
 
@@ -67,16 +77,23 @@ class Block(nn.Module):
 class Clip(nn.Module):
     def __init__(self, c):
         super().__init__()
-        self.p = c["patch_size"]
-        vw, tw, e = c["vision_width"], c["text_width"], c["embed_dim"]
-        n = (c["image_size"] // self.p) ** 2
-        self.patch_embed = nn.Linear(3 * self.p * self.p, vw, bias=False)
-        self.class_embedding = nn.Parameter(vw ** -0.5 * torch.randn(vw))
-        self.vis_pos = nn.Parameter(vw ** -0.5 * torch.randn(n + 1, vw))
-        self.ln_pre = nn.LayerNorm(vw)
-        self.vis_blocks = nn.ModuleList(Block(vw, c["vision_heads"]) for _ in range(c["vision_layers"]))
-        self.ln_post = nn.LayerNorm(vw)
-        self.vis_proj = nn.Linear(vw, e, bias=False)
+        tw, e = c["text_width"], c["embed_dim"]
+        self.resnet = None
+        if "resnet_layers" in c:
+            from open_clip.modified_resnet import ModifiedResNet
+
+            self.resnet = ModifiedResNet(c["resnet_layers"], e, c["resnet_heads"], c["image_size"], c["resnet_width"])
+        else:
+            self.p = c["patch_size"]
+            vw = c["vision_width"]
+            n = (c["image_size"] // self.p) ** 2
+            self.patch_embed = nn.Linear(3 * self.p * self.p, vw, bias=False)
+            self.class_embedding = nn.Parameter(vw ** -0.5 * torch.randn(vw))
+            self.vis_pos = nn.Parameter(vw ** -0.5 * torch.randn(n + 1, vw))
+            self.ln_pre = nn.LayerNorm(vw)
+            self.vis_blocks = nn.ModuleList(Block(vw, c["vision_heads"]) for _ in range(c["vision_layers"]))
+            self.ln_post = nn.LayerNorm(vw)
+            self.vis_proj = nn.Linear(vw, e, bias=False)
         self.token_embedding = nn.Embedding(c["vocab_size"], tw)
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         self.txt_pos = nn.Parameter(0.01 * torch.randn(c["context_length"], tw))
@@ -86,6 +103,8 @@ class Clip(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor([math.log(1 / 0.07)]))
 
     def encode_image(self, img):
+        if self.resnet is not None:
+            return F.normalize(self.resnet(img), dim=-1)
         b, ch, h, w = img.shape
         p = self.p
         x = img.reshape(b, ch, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
@@ -127,10 +146,11 @@ def main():
     c = PRESETS[a.preset]
     b, k = a.batch, max(1, math.floor(a.batch * a.ratio))
     model = Clip(c)
-    decay = [p for n, p in model.named_parameters() if p.ndim == 2 and n.endswith("weight")
-             and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim == 2 and n.endswith("weight")
-            and "embedding" not in n)]
+    def decayed(n, p):
+        return p.ndim >= 2 and not any(word in n for word in ("bn", "ln", "bias", "logit_scale"))
+
+    decay = [p for n, p in model.named_parameters() if decayed(n, p)]
+    rest = [p for n, p in model.named_parameters() if not decayed(n, p)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.2},
                              {"params": rest, "weight_decay": 0.0}],
                             lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
@@ -144,6 +164,7 @@ def main():
     eot = torch.randint(l // 2, l, (b,))
 
     def train(idx=None):
+        model.train()
         i, t, e = (img, tok, eot) if idx is None else (img[idx], tok[idx], eot[idx])
         f, g, s = model(i, t, e)
         loss = per_sample_loss(f, g, s).mean()
@@ -156,6 +177,7 @@ def main():
         return loss.item()
 
     def score():
+        model.eval()  # BatchNorm on its running statistics, as dissect scores
         with torch.no_grad():
             f, g, s = model(img, tok, eot)
             return (100 * (f * g).sum(1)).tolist(), per_sample_loss(f, g, s).tolist()

@@ -75,6 +75,16 @@ pub enum DataCommand {
         #[arg(long, default_value_t = DEFAULT_VOCAB_SIZE)]
         vocab_size: usize,
     },
+    /// Build CLIP's tokenizer.json (the ids of open_clip's SimpleTokenizer) from OpenAI's BPE
+    /// merges file, e.g. the bpe_simple_vocab_16e6.txt.gz installed with open_clip.
+    ClipTokenizer {
+        /// bpe_simple_vocab_16e6.txt.gz (or the uncompressed .txt).
+        #[arg(long)]
+        bpe: PathBuf,
+        /// Output file.
+        #[arg(long, default_value = "tokenizer.json")]
+        out: PathBuf,
+    },
     /// Generate a built-in benchmark (train shards with noise, clean test shards, dataset.json).
     Generate {
         /// noisy-shapes (generated, no download) or fashion-mnist (Debian's dataset-fashion-mnist).
@@ -184,6 +194,11 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 out.display()
             );
         }
+        DataCommand::ClipTokenizer { bpe, out } => {
+            let tok = TextTokenizer::from_clip_bpe(&bpe)?;
+            tok.save(&out)?;
+            println!("built CLIP's {}-token BPE from {}: {}", tok.vocab_size(), bpe.display(), out.display());
+        }
         DataCommand::Generate { benchmark, out, noise_rate, seed, train_size, test_size, image_size, shard_size } => {
             let start = std::time::Instant::now();
             let opts = GenerateOptions {
@@ -253,5 +268,26 @@ mod tests {
         run(cli.cmd).unwrap();
         assert!(TextTokenizer::load(std::path::Path::new(&tok)).is_ok());
         assert!(Cli::try_parse_from(["x", "generate", "mnist", "--out", "y"]).is_err());
+    }
+
+    #[test]
+    fn parses_and_runs_clip_tokenizer() {
+        let bpe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/bpe_simple_vocab_16e6.txt.gz");
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("tokenizer.json");
+        let cli = Cli::try_parse_from([
+            "x".as_ref(),
+            "clip-tokenizer".as_ref(),
+            "--bpe".as_ref(),
+            bpe.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ])
+        .unwrap();
+        run(cli.cmd).unwrap();
+        let tok = TextTokenizer::load(&out).unwrap();
+        assert_eq!((tok.vocab_size(), tok.start_id(), tok.end_id()), (49408, 49406, 49407));
+        let missing = Cli::try_parse_from(["x", "clip-tokenizer", "--bpe", "missing.txt.gz"]).unwrap();
+        assert!(run(missing.cmd).unwrap_err().to_string().contains("missing.txt.gz"));
     }
 }

@@ -33,7 +33,7 @@ pub struct TrainOptions {
     /// Image side to train at on --train-data shards [default: 224].
     #[arg(long)]
     image_size: Option<u32>,
-    /// Model preset (micro, tiny, small, vit-b-32) or an open_clip model-config JSON file.
+    /// Model preset (micro, tiny, small, vit-b-32, rn-tiny, rn50) or an open_clip model-config JSON file.
     #[arg(long)]
     model: Option<String>,
     /// Start from these weights: a dissect run or checkpoint folder, or open_clip's state

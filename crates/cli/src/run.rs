@@ -103,10 +103,10 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let (model, config, tokenizer) = load_trained(&args.run, &device)?;
     let (manifest, data_dir) = match (&args.data, &args.val_data) {
         (Some(dir), _) => (DatasetManifest::load(dir)?, dir.clone()),
-        (None, Some(shards)) => (DatasetManifest::for_shards("", shards, config.image_size as u32), PathBuf::new()),
+        (None, Some(shards)) => (DatasetManifest::for_shards("", shards, config.image_size() as u32), PathBuf::new()),
         (None, None) => anyhow::bail!("--data or --val-data names the held-out pairs"),
     };
-    let preprocess = PreprocessConfig::new(config.image_size as u32);
+    let preprocess = PreprocessConfig::new(config.image_size() as u32);
     let set = EvalSet::load(&data_dir, &manifest, &tokenizer, &config, &preprocess, 2)?;
     let started = Instant::now();
     let report = set.evaluate(&model, &config, &device, 0)?;
@@ -136,9 +136,14 @@ pub struct CompareArgs {
     /// Strategies, comma separated [default: every strategy without a reference model].
     #[arg(long, value_delimiter = ',')]
     strategies: Vec<Strategy>,
-    /// Output folder: one run folder per strategy, table.md, table.json, plots/.
+    /// Output folder: one run folder per strategy, table.md, table.json, plots/ (with
+    /// --seeds, those per seed in seed-<s>/, and the summary over seeds at the top).
     #[arg(long, default_value = "runs/compare")]
     out: PathBuf,
+    /// Run every strategy with this many seeds (--seed, --seed + 1, ...) and report each
+    /// column as mean ± sd over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    seeds: u32,
 }
 
 pub fn compare(args: &CompareArgs) -> Result<ExitCode> {
@@ -147,24 +152,47 @@ pub fn compare(args: &CompareArgs) -> Result<ExitCode> {
         [] => Strategy::without_reference().collect(),
         chosen => chosen.to_vec(),
     };
-    run_comparison(&config, &strategies, &args.out, !args.options.no_progress)
+    run_comparison(&config, &strategies, args.seeds, &args.out, !args.options.no_progress)
 }
 
-fn run_comparison(config: &TrainConfig, strategies: &[Strategy], out: &Path, show_bar: bool) -> Result<ExitCode> {
+fn run_comparison(
+    config: &TrainConfig,
+    strategies: &[Strategy],
+    seeds: u32,
+    out: &Path,
+    show_bar: bool,
+) -> Result<ExitCode> {
     let stop = interrupt::install()?;
-    let mut progress = Progress::new(show_bar, Some(strategies.len()));
-    let Some(report) = dissect_train::compare(config, strategies, out, &mut progress, &stop)? else {
+    let mut progress = Progress::new(show_bar, Some(strategies.len() * seeds as usize));
+    let Some(report) = dissect_train::compare(config, strategies, seeds, out, &mut progress, &stop)? else {
         eprintln!("interrupted: run the same command again to continue where it stopped");
         return Ok(ExitCode::from(interrupt::exit_status()));
     };
     println!("\n{}", report.markdown);
-    for line in noise_readings(&report.results) {
+    // With several seeds, one reading per strategy: its mean over the seeds.
+    let readings = if report.summaries.is_empty() { report.results.clone() } else { seed_means(&report) };
+    for line in noise_readings(&readings) {
         println!("{line}");
     }
     println!("table: {} and {}", report.table_md.display(), report.table_json.display());
-    println!("plots: {}", out.join("plots").display());
-    println!("per-strategy runs (logs, visit records, checkpoints): {}/<strategy>/", out.display());
+    let runs = if seeds > 1 { out.join("seed-<s>") } else { out.to_path_buf() };
+    println!("plots: {}", runs.join("plots").display());
+    println!("per-strategy runs (logs, visit records, checkpoints): {}/<strategy>/", runs.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// One row per strategy standing for its seeds: the first seed's row with the mean selected-noise
+/// share over the seeds (what [`noise_readings`] reads).
+fn seed_means(report: &dissect_train::ComparisonReport) -> Vec<StrategyResult> {
+    report
+        .summaries
+        .iter()
+        .filter_map(|summary| {
+            let mut row = report.results.iter().find(|r| r.strategy == summary.strategy)?.clone();
+            row.selected_noise_fraction = summary.selected_noise.map(|s| s.mean / 100.0);
+            Some(row)
+        })
+        .collect()
 }
 
 /// One line per DISSect run that kept more noisy rows than the data holds: the sign that the
@@ -281,7 +309,7 @@ pub fn demo(args: &DemoArgs) -> Result<ExitCode> {
         strategies.len(),
         plan.batch_size
     );
-    run_comparison(&config, &strategies, &args.out.join("compare"), true)
+    run_comparison(&config, &strategies, 1, &args.out.join("compare"), true)
 }
 
 #[cfg(test)]

@@ -372,4 +372,77 @@ fn warm_start_export_and_open_clip_weights() {
         dissect(&["train", "--data", "ns", "--out", "bad", "--model", "micro", "--init", "oc.safetensors"], dir.path());
     let err = String::from_utf8_lossy(&wrong.stderr);
     assert!(!wrong.status.success() && err.contains("init") && err.contains("has shape"), "{err}");
+
+    // The same with open_clip's ModifiedResNet: the run starts at its weights and BatchNorm
+    // running statistics, and training moves the statistics.
+    let fixture = fixture.with_file_name("openclip_resnet.safetensors");
+    let mut weights = dissect_model::TensorFile::read(&fixture).unwrap();
+    weights.take_prefix("fixture.");
+    std::fs::write(dir.path().join("rn.safetensors"), weights.to_bytes().unwrap()).unwrap();
+    std::fs::write(dir.path().join("rn.json"), &weights.metadata["open_clip_config"]).unwrap();
+    let rn = ["--config", "oc.toml", "--out", "from-rn", "--model", "rn.json", "--init", "rn.safetensors"];
+    run(&[&rn[..], &["--max-steps", "2"]].concat());
+    ok(&dissect(&["export", "from-rn/checkpoints/step-00000000", "--out", "rn-start"], dir.path()));
+    ok(&dissect(&["export", "from-rn", "--out", "rn-end"], dir.path()));
+    let exported = |folder: &str| {
+        dissect_model::TensorFile::read(&dir.path().join(folder).join("open_clip_model.safetensors")).unwrap()
+    };
+    assert_eq!(exported("rn-start").tensors, weights.tensors, "the run starts at open_clip's ResNet, bit for bit");
+    let stat = "visual.layer1.0.bn1.running_mean";
+    assert_ne!(exported("rn-end").tensors[stat], weights.tensors[stat], "training moves the running statistics");
+
+    // The small ResNet preset trains on images of any multiple of 32 pixels.
+    let text = run(&["--out", "rn-tiny", "--model", "rn-tiny", "--max-steps", "2"]);
+    assert!(text.contains("run folder: rn-tiny"), "{text}");
+}
+
+/// `compare --seeds N` runs every strategy with seeds s, s + 1, ... and reports each column
+/// as mean ± sd over them, marking strategies within the full run's seed spread.
+#[test]
+fn compare_with_seeds_reports_mean_and_sd() {
+    let dir = tempfile::tempdir().unwrap();
+    let generate = ["data", "generate", "noisy-shapes", "--out", "ns", "--train-size", "64", "--test-size", "16"];
+    ok(&dissect(&generate, dir.path()));
+    let args = [
+        "compare",
+        "--data",
+        "ns",
+        "--model",
+        "micro",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--strategies",
+        "full,random",
+        "--seeds",
+        "2",
+        "--seed",
+        "3",
+        "--out",
+        "cmp",
+        "--no-progress",
+    ];
+    let text = ok(&dissect(&args, dir.path()));
+    assert!(text.contains("Mean ± sd over 2 seeds"), "{text}");
+    let table = std::fs::read_to_string(dir.path().join("cmp/table.md")).unwrap();
+    assert!(table.lines().any(|l| l.starts_with("| full |")) && table.lines().any(|l| l.starts_with("| random |")));
+    for run in ["seed-3/full", "seed-3/random", "seed-4/full", "seed-4/random"] {
+        assert!(dir.path().join("cmp").join(run).join("summary.json").is_file(), "{run}");
+    }
+    let summaries: Vec<dissect_eval::SeedSummary> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("cmp/table.json")).unwrap()).unwrap();
+    assert_eq!(
+        summaries.iter().map(|s| (s.strategy.as_str(), s.seeds)).collect::<Vec<_>>(),
+        [("full", 2), ("random", 2)]
+    );
+    // The summary is over the per-seed tables, one row each.
+    let seed_rows = |seed: u32| -> Vec<dissect_eval::StrategyResult> {
+        let path = dir.path().join(format!("cmp/seed-{seed}/table.json"));
+        dissect_eval::from_json(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let r1: Vec<f64> = [3, 4].iter().map(|&s| seed_rows(s)[0].mean_r1()).collect();
+    let full = summaries[0].mean_r1.unwrap();
+    assert!((full.mean - (r1[0] + r1[1]) / 2.0).abs() < 1e-9 && full.min == r1[0].min(r1[1]));
+    assert!(dissect(&["compare", "--data", "ns", "--seeds", "0"], dir.path()).status.code() == Some(2));
 }

@@ -3,6 +3,7 @@
 
 mod benchmarks;
 mod brace;
+mod clip_bpe;
 mod error;
 mod fmnist;
 mod inspect;

@@ -122,6 +122,47 @@ impl TextTokenizer {
         Self::from_inner(Tokenizer::from_file(path).map_err(tok_err)?)
     }
 
+    /// CLIP's tokenizer, built from OpenAI's BPE merges file `bpe_simple_vocab_16e6.txt.gz` (as
+    /// shipped with open_clip; gzip-compressed or plain text), with the ids of open_clip's
+    /// `SimpleTokenizer`: 49 408 tokens, `<|startoftext|>` = 49406, `<|endoftext|>` = 49407, and
+    /// [`encode_batch`](Self::encode_batch) rows equal to open_clip's `tokenize()` (a test checks
+    /// this on several hundred varied sentences). Padding is id 0, which in CLIP's vocabulary is
+    /// the symbol `!`: decode a row only up to its end token. Decoding, like `SimpleTokenizer`'s,
+    /// puts a space after every word (`a photo .` for `a photo.`).
+    ///
+    /// The normalizer replays `SimpleTokenizer`'s cleaning (`ftfy.fix_text`, `html.unescape`
+    /// twice, whitespace collapsed, `str.lower()`) as far as it is deterministic: ftfy's C1
+    /// control → Windows-1252 mapping, Latin ligatures, full/half-width forms, curly quotes,
+    /// ANSI terminal escapes and removed control characters, then NFC; `html.unescape` (twice)
+    /// for the characters `&` `<` `>` `"` `'` and no-break space, i.e. `&amp;` `&lt;` `&gt;`
+    /// `&quot;` `&apos;` `&nbsp;`, their upper-case and semicolon-less legacy forms (`&AMP;`,
+    /// `&amp`) and their decimal and hex references (`&#39;`, `&#x27;`, `&#039`); then Python's
+    /// whitespace, lower-casing with its final-sigma rule, and the split regex. Known
+    /// differences, checked by the tests to still differ:
+    ///
+    /// * ftfy's mojibake repair (`fix_encoding`: `cafÃ©` → `café`, `donâ€™t` → `don't`, also C1
+    ///   controls or spaces next to Latin-1 letters, as in `Ö\u{96}` or `Â x`) is not done.
+    /// * Other character references (`&eacute;`, `&rsquo;`, `&#8217;`, `&copy`, …) stay text.
+    ///   When a line has no `<`, ftfy also decodes references to any depth (`&amp;amp;amp;` →
+    ///   `&`; here, as with `html.unescape` twice, `&amp;`) and in upper case (`&NBSP;`).
+    /// * A literal `<|startoftext|>` or `<|endoftext|>` in a caption becomes the special id (as
+    ///   in OpenAI's CLIP tokenizer), whereas open_clip 3.x names its special tokens
+    ///   `<start_of_text>` / `<end_of_text>` and gives those the special ids instead.
+    /// * Final sigma: `Σ` after a cased letter and before none becomes `ς`, as in Python, which
+    ///   looks past any number of case-ignorable characters (`'`, `.`, combining marks) before
+    ///   `Σ`; this looks past at most 3.
+    /// * Unicode versions differ: Python's `regex` module knows Unicode 17, Rust's `regex`
+    ///   Unicode 16, so letters new in 17 (e.g. Sidetic, CJK Extension J) split differently
+    ///   when next to other letters; Python 3.11 lower-cases and composes (NFC) with Unicode 14
+    ///   tables, this with the Rust standard library's and Unicode 9 ones
+    ///   (`unicode-normalization-alignments`).
+    ///
+    /// Fails with [`DataError::Io`] when the file cannot be read and with [`DataError::Input`],
+    /// naming the file (and the line), when it is not a UTF-8 merges list of two symbols a line.
+    pub fn from_clip_bpe(path: &Path) -> Result<Self> {
+        Self::from_inner(crate::clip_bpe::clip_tokenizer(path)?)
+    }
+
     /// Writes the tokenizer as a `tokenizer.json` that [`TextTokenizer::load`] reads.
     pub fn save(&self, path: &Path) -> Result<()> {
         let json = self.inner.to_string(false).map_err(tok_err)?;

@@ -20,6 +20,7 @@ mod noise;
 mod plots;
 mod report;
 mod retrieval;
+mod seeds;
 mod table;
 mod zeroshot;
 
@@ -37,5 +38,6 @@ pub use retrieval::{
     RetrievalMetrics, RetrievalRanks, RetrievalReport, RetrievalTargets, default_threads, retrieval_metrics,
     retrieval_ranks,
 };
+pub use seeds::{SeedSummary, Spread, seeds_to_markdown, summarize_seeds};
 pub use table::{FULL_STRATEGY, StrategyResult, fill_time_to_full, from_json, time_to_reach, to_json, to_markdown};
 pub use zeroshot::{ZeroShotReport, class_embeddings, zero_shot_accuracy};

@@ -53,10 +53,10 @@ fn main() -> anyhow::Result<()> {
     let k = ((b as f64 * args.ratio).floor() as usize).max(1);
 
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let n = b * cfg.channels * cfg.image_size * cfg.image_size;
+    let n = b * cfg.channels() * cfg.image_size() * cfg.image_size();
     let images: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    let l = cfg.context_length;
-    let tokens: Vec<u32> = (0..b * l).map(|_| rng.random_range(1..cfg.vocab_size as u32)).collect();
+    let l = cfg.text.context_length;
+    let tokens: Vec<u32> = (0..b * l).map(|_| rng.random_range(1..cfg.text.vocab_size as u32)).collect();
     let eot: Vec<usize> = (0..b).map(|_| rng.random_range(l / 2..l)).collect();
 
     let cpu = Device::flex();
@@ -65,7 +65,9 @@ fn main() -> anyhow::Result<()> {
     let train_batch = batch.to_device(&train_dev);
     let mut model = Clip::new(&cfg, 0, &train_dev)?;
     let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
-    println!("burn flex: preset {} params {} batch {b} k {k} steps {}", args.preset, model.num_params(), args.steps);
+    // Trainable parameters, as PyTorch counts them (BatchNorm running statistics are buffers).
+    let params: usize = optim.params().iter().map(|p| p.shape.iter().product::<usize>()).sum();
+    println!("burn flex: preset {} params {params} batch {b} k {k} steps {}", args.preset, args.steps);
 
     let (mut full, mut score, mut selected) = (vec![], vec![], vec![]);
     // One untimed warm-up round, then `steps` timed rounds.

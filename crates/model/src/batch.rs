@@ -31,7 +31,7 @@ impl ClipBatch {
         if b == 0 {
             return Err(ModelError::Batch("empty batch".into()));
         }
-        let per_image = cfg.channels * cfg.image_size * cfg.image_size;
+        let per_image = cfg.channels() * cfg.image_size() * cfg.image_size();
         if images.len() != b * per_image {
             return Err(ModelError::Batch(format!("{} image floats for {b} rows of {per_image}", images.len())));
         }
@@ -39,17 +39,20 @@ impl ClipBatch {
             return Err(ModelError::Batch(format!("{} tokens do not split into {b} rows", tokens.len())));
         }
         let l = tokens.len() / b;
-        if l == 0 || l > cfg.context_length {
-            return Err(ModelError::Batch(format!("token rows of length {l}, expected 1..={}", cfg.context_length)));
+        if l == 0 || l > cfg.text.context_length {
+            return Err(ModelError::Batch(format!(
+                "token rows of length {l}, expected 1..={}",
+                cfg.text.context_length
+            )));
         }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(ModelError::Batch(format!("token id {bad} outside the vocabulary of {}", cfg.vocab_size)));
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.text.vocab_size) {
+            return Err(ModelError::Batch(format!("token id {bad} outside the vocabulary of {}", cfg.text.vocab_size)));
         }
         if let Some(&bad) = eot.iter().find(|&&p| p >= l) {
             return Err(ModelError::Batch(format!("end-of-text position {bad} outside rows of length {l}")));
         }
-        let s = cfg.image_size;
-        let images = Tensor::from_data(TensorData::new(images.to_vec(), [b, cfg.channels, s, s]), device);
+        let s = cfg.image_size();
+        let images = Tensor::from_data(TensorData::new(images.to_vec(), [b, cfg.channels(), s, s]), device);
         let tokens = Tensor::from_data(TensorData::new(tokens.iter().map(|&t| t as i64).collect(), [b, l]), device);
         Ok(Self { images, tokens, eot: index_tensor(eot, device) })
     }

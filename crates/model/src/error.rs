@@ -6,7 +6,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ModelError {
     /// A preset name that does not exist.
-    #[error("unknown model preset {0:?} (expected one of micro, tiny, small, vit-b-32)")]
+    #[error("unknown model preset {0:?} (expected one of micro, tiny, small, vit-b-32, rn-tiny, rn50)")]
     UnknownPreset(String),
     /// A config dimension that cannot build a model.
     #[error("invalid model config: {field}: {reason}")]

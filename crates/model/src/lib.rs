@@ -6,25 +6,33 @@ mod config;
 mod device;
 mod error;
 mod kernels;
+mod layers;
 mod loss;
 mod model;
 mod openclip;
 mod optim;
+mod resnet;
 mod step;
+mod text;
+mod vit;
 mod weights;
 
 pub use batch::ClipBatch;
 pub use burn;
-pub use config::{ClipConfig, PRESETS};
+pub use config::{ClipConfig, PRESETS, ResNetConfig, TextConfig, VisionConfig, VitConfig};
 pub use device::{device_from_name, rank_devices};
 pub use error::ModelError;
+pub use layers::{Attention, Block};
 pub use loss::{clip_loss, clip_scores, logits, neg_clip_loss, per_sample_loss, scalar_f32, to_vec_f32};
-pub use model::{Clip, ClipOutput, initial_logit_scale, l2_normalize};
+pub use model::{Clip, ClipOutput, VisionTower, initial_logit_scale, l2_normalize};
 pub use openclip::{
     HostTensor, OpenClipConfig, OpenClipTextConfig, OpenClipVisionConfig, TensorFile, load_open_clip, to_open_clip,
 };
 pub use optim::{
     AdamWSettings, ClipOptimizer, ParamInfo, clamp_logit_scale, clip_grad_norm, max_logit_scale, param_infos,
 };
+pub use resnet::{AttentionPool, BatchNorm2d, Bottleneck, Conv, Downsample, ModifiedResNet, NormMode, RunningStats};
 pub use step::{RowScores, StepStats, score_batch, score_batches, train_step, train_step_ranks};
+pub use text::TextTransformer;
+pub use vit::VisionTransformer;
 pub use weights::{model_from_bytes, model_to_bytes};

@@ -1,12 +1,12 @@
-//! open_clip's names and layouts: its ViT CLIP state dict in safetensors files, in and out, and
-//! its model-config JSON.
+//! open_clip's names and layouts: its CLIP state dict (ViT or ModifiedResNet image tower) in
+//! safetensors files, in and out, and its model-config JSON.
 //!
-//! Our layers follow open_clip's ViT CLIP layer for layer (see `model.rs`); what differs is
-//! only where each tensor lives and its layout: Burn stores a linear layer's weight as
-//! `[in, out]` where PyTorch stores `[out, in]`, the patch embedding is a linear map over
-//! flattened `[c, p, p]` patches where open_clip has a `[w, c, p, p]` convolution, and the
-//! temperature is `[1]` where open_clip's is a 0-d tensor. One table ([`mapping`]) says all
-//! of it and serves both directions.
+//! Our layers follow open_clip's layer for layer (`vit.rs`, `resnet.rs`, `text.rs`); what
+//! differs is only where each tensor lives and its layout: Burn stores a linear layer's
+//! weight as `[in, out]` where PyTorch stores `[out, in]`, the ViT patch embedding is a
+//! linear map over flattened `[c, p, p]` patches where open_clip has a `[w, c, p, p]`
+//! convolution, and the temperature is `[1]` where open_clip's is a 0-d tensor. One table
+//! ([`mapping`]) says all of it and serves both directions.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,9 +16,12 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ClipConfig;
+use crate::config::{ClipConfig, ResNetConfig, TextConfig, VisionConfig, VitConfig};
 use crate::error::ModelError;
-use crate::model::{Block, Clip};
+use crate::layers::Block;
+use crate::model::{Clip, VisionTower};
+use crate::resnet::{BatchNorm2d, Conv, ModifiedResNet};
+use crate::vit::VisionTransformer;
 
 /// How an open_clip tensor is laid out relative to ours.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,10 +36,12 @@ enum Layout {
     Scalar,
 }
 
-/// One of our parameters, by rank.
+/// One of our parameters, by rank; `Buffer` is a BatchNorm running statistic (no gradient).
 enum Slot<'a> {
     D1(&'a mut Param<Tensor<1>>),
     D2(&'a mut Param<Tensor<2>>),
+    D4(&'a mut Param<Tensor<4>>),
+    Buffer(&'a mut Param<Tensor<1>>),
 }
 
 /// Our parameter under open_clip's name.
@@ -46,20 +51,18 @@ struct Mapped<'a> {
     layout: Layout,
 }
 
+/// Adds one mapped parameter.
+trait Put<'a>: FnMut(String, Slot<'a>, Layout) {}
+impl<'a, F: FnMut(String, Slot<'a>, Layout)> Put<'a> for F {}
+
 /// Every parameter of `model` with its open_clip name and layout, in state-dict order.
-fn mapping<'a>(model: &'a mut Clip, patch: usize, channels: usize) -> Vec<Mapped<'a>> {
+fn mapping<'a>(model: &'a mut Clip) -> Vec<Mapped<'a>> {
     let mut out = Vec::new();
     let mut put = |name: String, slot: Slot<'a>, layout: Layout| out.push(Mapped { name, slot, layout });
-    let visual = &mut model.visual;
-    put("visual.class_embedding".into(), Slot::D1(&mut visual.class_embedding), Layout::Same);
-    put("visual.positional_embedding".into(), Slot::D2(&mut visual.positional_embedding), Layout::Same);
-    put("visual.conv1.weight".into(), Slot::D2(&mut visual.patch_embed.weight), Layout::PatchConv { channels, patch });
-    layer_norm(&mut put, "visual.ln_pre", &mut visual.ln_pre);
-    for (i, block) in visual.blocks.iter_mut().enumerate() {
-        transformer_block(&mut put, &format!("visual.transformer.resblocks.{i}"), block);
+    match &mut model.visual {
+        VisionTower::Vit(vit) => vision_transformer(&mut put, vit),
+        VisionTower::ResNet(resnet) => modified_resnet(&mut put, resnet),
     }
-    layer_norm(&mut put, "visual.ln_post", &mut visual.ln_post);
-    put("visual.proj".into(), Slot::D2(&mut visual.proj.weight), Layout::Same);
     let text = &mut model.text;
     put("token_embedding.weight".into(), Slot::D2(&mut text.token_embedding.weight), Layout::Same);
     put("positional_embedding".into(), Slot::D2(&mut text.positional_embedding), Layout::Same);
@@ -72,7 +75,63 @@ fn mapping<'a>(model: &'a mut Clip, patch: usize, channels: usize) -> Vec<Mapped
     out
 }
 
-fn transformer_block<'a>(put: &mut impl FnMut(String, Slot<'a>, Layout), prefix: &str, block: &'a mut Block) {
+fn vision_transformer<'a>(put: &mut impl Put<'a>, vit: &'a mut VisionTransformer) {
+    let [patch_in, _] = vit.patch_embed.weight.val().dims();
+    let patch = vit.patch_size;
+    let layout = Layout::PatchConv { channels: patch_in / (patch * patch), patch };
+    put("visual.class_embedding".into(), Slot::D1(&mut vit.class_embedding), Layout::Same);
+    put("visual.positional_embedding".into(), Slot::D2(&mut vit.positional_embedding), Layout::Same);
+    put("visual.conv1.weight".into(), Slot::D2(&mut vit.patch_embed.weight), layout);
+    layer_norm(put, "visual.ln_pre", &mut vit.ln_pre);
+    for (i, block) in vit.blocks.iter_mut().enumerate() {
+        transformer_block(put, &format!("visual.transformer.resblocks.{i}"), block);
+    }
+    layer_norm(put, "visual.ln_post", &mut vit.ln_post);
+    put("visual.proj".into(), Slot::D2(&mut vit.proj.weight), Layout::Same);
+}
+
+fn modified_resnet<'a>(put: &mut impl Put<'a>, resnet: &'a mut ModifiedResNet) {
+    conv(put, "visual.conv1", &mut resnet.conv1);
+    batch_norm(put, "visual.bn1", &mut resnet.bn1);
+    conv(put, "visual.conv2", &mut resnet.conv2);
+    batch_norm(put, "visual.bn2", &mut resnet.bn2);
+    conv(put, "visual.conv3", &mut resnet.conv3);
+    batch_norm(put, "visual.bn3", &mut resnet.bn3);
+    for (stage, blocks) in resnet.stages.iter_mut().enumerate() {
+        for (i, block) in blocks.iter_mut().enumerate() {
+            let prefix = format!("visual.layer{}.{i}", stage + 1);
+            conv(put, &format!("{prefix}.conv1"), &mut block.conv1);
+            batch_norm(put, &format!("{prefix}.bn1"), &mut block.bn1);
+            conv(put, &format!("{prefix}.conv2"), &mut block.conv2);
+            batch_norm(put, &format!("{prefix}.bn2"), &mut block.bn2);
+            conv(put, &format!("{prefix}.conv3"), &mut block.conv3);
+            batch_norm(put, &format!("{prefix}.bn3"), &mut block.bn3);
+            if let Some(down) = block.downsample.as_mut() {
+                conv(put, &format!("{prefix}.downsample.0"), &mut down.conv);
+                batch_norm(put, &format!("{prefix}.downsample.1"), &mut down.bn);
+            }
+        }
+    }
+    let pool = &mut resnet.attnpool;
+    put("visual.attnpool.positional_embedding".into(), Slot::D2(&mut pool.positional_embedding), Layout::Same);
+    linear(put, "visual.attnpool.q_proj", &mut pool.q_proj);
+    linear(put, "visual.attnpool.k_proj", &mut pool.k_proj);
+    linear(put, "visual.attnpool.v_proj", &mut pool.v_proj);
+    linear(put, "visual.attnpool.c_proj", &mut pool.c_proj);
+}
+
+fn conv<'a>(put: &mut impl Put<'a>, prefix: &str, conv: &'a mut Conv) {
+    put(format!("{prefix}.weight"), Slot::D4(&mut conv.weight), Layout::Same);
+}
+
+fn batch_norm<'a>(put: &mut impl Put<'a>, prefix: &str, norm: &'a mut BatchNorm2d) {
+    put(format!("{prefix}.weight"), Slot::D1(&mut norm.weight), Layout::Same);
+    put(format!("{prefix}.bias"), Slot::D1(&mut norm.bias), Layout::Same);
+    put(format!("{prefix}.running_mean"), Slot::Buffer(&mut norm.running_mean), Layout::Same);
+    put(format!("{prefix}.running_var"), Slot::Buffer(&mut norm.running_var), Layout::Same);
+}
+
+fn transformer_block<'a>(put: &mut impl Put<'a>, prefix: &str, block: &'a mut Block) {
     layer_norm(put, &format!("{prefix}.ln_1"), &mut block.ln_1);
     let attn = &mut block.attn;
     put(format!("{prefix}.attn.in_proj_weight"), Slot::D2(&mut attn.qkv.weight), Layout::Transposed);
@@ -85,14 +144,14 @@ fn transformer_block<'a>(put: &mut impl FnMut(String, Slot<'a>, Layout), prefix:
     linear(put, &format!("{prefix}.mlp.c_proj"), &mut block.mlp_proj);
 }
 
-fn linear<'a>(put: &mut impl FnMut(String, Slot<'a>, Layout), prefix: &str, layer: &'a mut Linear) {
+fn linear<'a>(put: &mut impl Put<'a>, prefix: &str, layer: &'a mut Linear) {
     put(format!("{prefix}.weight"), Slot::D2(&mut layer.weight), Layout::Transposed);
     if let Some(bias) = layer.bias.as_mut() {
         put(format!("{prefix}.bias"), Slot::D1(bias), Layout::Same);
     }
 }
 
-fn layer_norm<'a>(put: &mut impl FnMut(String, Slot<'a>, Layout), prefix: &str, norm: &'a mut LayerNorm) {
+fn layer_norm<'a>(put: &mut impl Put<'a>, prefix: &str, norm: &'a mut LayerNorm) {
     put(format!("{prefix}.weight"), Slot::D1(&mut norm.gamma), Layout::Same);
     if let Some(beta) = norm.beta.as_mut() {
         put(format!("{prefix}.bias"), Slot::D1(beta), Layout::Same);
@@ -180,9 +239,9 @@ fn to_f32(dtype: safetensors::Dtype, data: &[u8]) -> Result<Vec<f32>, String> {
 /// Loads open_clip's state dict into `model` (built with the matching config). Strict, like
 /// `load_state_dict(strict=True)`: a missing, extra or mis-shaped tensor is an error that
 /// names the tensor (and both shapes).
-pub fn load_open_clip(mut model: Clip, weights: &TensorFile, config: &ClipConfig) -> Result<Clip, ModelError> {
+pub fn load_open_clip(mut model: Clip, weights: &TensorFile) -> Result<Clip, ModelError> {
     let mut unused: std::collections::BTreeSet<&str> = weights.tensors.keys().map(String::as_str).collect();
-    for mapped in mapping(&mut model, config.patch_size, config.channels) {
+    for mapped in mapping(&mut model) {
         let tensor = weights
             .tensors
             .get(&mapped.name)
@@ -199,10 +258,24 @@ pub fn load_open_clip(mut model: Clip, weights: &TensorFile, config: &ClipConfig
                 let values = to_ours(&mapped.name, tensor, &ours, mapped.layout)?;
                 *param = param.clone().map(|old| replaced(old, values, [ours[0], ours[1]]));
             }
+            Slot::D4(param) => {
+                let ours: [usize; 4] = param.val().dims();
+                let values = to_ours(&mapped.name, tensor, &ours, mapped.layout)?;
+                *param = param.clone().map(|old| replaced(old, values, ours));
+            }
+            Slot::Buffer(param) => {
+                let ours = param.val().dims().to_vec();
+                let values = to_ours(&mapped.name, tensor, &ours, mapped.layout)?;
+                let device: Device = param.val().device();
+                let fresh = Tensor::from_data(TensorData::new(values, [ours[0]]), &device);
+                *param = param.clone().map(|_| fresh).set_require_grad(false);
+            }
         }
     }
-    // open_clip keeps the causal mask as a buffer in some versions; it holds no weights.
+    // open_clip keeps the causal mask as a buffer in some versions, and PyTorch counts each
+    // BatchNorm's batches; neither holds weights.
     unused.remove("attn_mask");
+    unused.retain(|name| !name.ends_with(".num_batches_tracked"));
     match unused.into_iter().next() {
         Some(extra) => Err(ModelError::Record(format!("open_clip weights: tensor {extra} has no place in this model"))),
         None => Ok(model),
@@ -254,13 +327,16 @@ fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// The model's weights as open_clip's state dict (the inverse of [`load_open_clip`]).
-pub fn to_open_clip(model: &Clip, config: &ClipConfig) -> Result<TensorFile, ModelError> {
+/// BatchNorm's `num_batches_tracked` is left out: PyTorch fills it in when a state dict lacks
+/// it, and it only matters with `momentum=None`, which CLIP does not use.
+pub fn to_open_clip(model: &Clip) -> Result<TensorFile, ModelError> {
     let mut copy = model.clone();
     let mut tensors = BTreeMap::new();
-    for mapped in mapping(&mut copy, config.patch_size, config.channels) {
+    for mapped in mapping(&mut copy) {
         let (ours, values) = match mapped.slot {
-            Slot::D1(param) => (param.val().dims().to_vec(), host_values(param.val())?),
+            Slot::D1(param) | Slot::Buffer(param) => (param.val().dims().to_vec(), host_values(param.val())?),
             Slot::D2(param) => (param.val().dims().to_vec(), host_values(param.val())?),
+            Slot::D4(param) => (param.val().dims().to_vec(), host_values(param.val())?),
         };
         let values = match mapped.layout {
             Layout::Same | Layout::Scalar => values,
@@ -275,7 +351,8 @@ fn host_values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
     t.try_into_vec_as::<f32>().map_err(|e| ModelError::Data(format!("reading weights: {e:?}")))
 }
 
-/// open_clip's model-config JSON for a ViT CLIP (`open_clip/model_configs/*.json`).
+/// open_clip's model-config JSON (`open_clip/model_configs/*.json`) of a CLIP with a ViT or
+/// ModifiedResNet image tower.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenClipConfig {
@@ -290,24 +367,26 @@ pub struct OpenClipConfig {
     pub quick_gelu: bool,
 }
 
-/// `vision_cfg` of a ViT.
+/// `vision_cfg`: a ViT when `layers` is an integer, a ModifiedResNet when it is a list of four.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpenClipVisionConfig {
     /// Square input side.
     pub image_size: usize,
-    /// Transformer blocks (an integer: a list means a ResNet tower, which is not supported yet).
+    /// Transformer blocks (an integer), or the ResNet's four stage depths (a list).
     pub layers: serde_json::Value,
-    /// Transformer width.
+    /// Transformer width, or the ResNet's stem width.
     pub width: usize,
-    /// Width of one attention head (heads = width / head_width; open_clip's default 64).
+    /// Width of one attention head (ViT heads = width / head_width; ResNet pool heads =
+    /// 32 · width / head_width; open_clip's default 64).
     #[serde(default = "default_head_width")]
     pub head_width: usize,
-    /// MLP width as a multiple of the tower width.
+    /// MLP width as a multiple of the tower width (ViT).
     #[serde(default = "default_mlp_ratio")]
     pub mlp_ratio: f64,
-    /// Square patch side.
-    pub patch_size: usize,
+    /// Square patch side (ViT; `null` in open_clip's ResNet configs).
+    #[serde(default)]
+    pub patch_size: Option<usize>,
 }
 
 /// `text_cfg` of the causal text transformer.
@@ -353,6 +432,25 @@ fn default_vocab_size() -> usize {
     49408
 }
 
+fn invalid(field: &'static str, reason: String) -> ModelError {
+    ModelError::InvalidConfig { field, reason }
+}
+
+/// A whole-number MLP ratio.
+fn whole_ratio(r: f64, field: &'static str) -> Result<usize, ModelError> {
+    (r.fract() == 0.0 && r >= 1.0)
+        .then_some(r as usize)
+        .ok_or_else(|| invalid(field, format!("{r} is not a whole number")))
+}
+
+/// `part / head_width`, which must divide evenly.
+fn heads_of(part: usize, head_width: usize) -> Result<usize, ModelError> {
+    if head_width == 0 || !part.is_multiple_of(head_width) {
+        return Err(invalid("vision_cfg.head_width", format!("{head_width} does not divide {part}")));
+    }
+    Ok(part / head_width)
+}
+
 impl OpenClipConfig {
     /// Parses open_clip's JSON; a field this build does not implement is refused by name.
     pub fn from_json(text: &str) -> Result<Self, ModelError> {
@@ -361,75 +459,85 @@ impl OpenClipConfig {
 
     /// Our config of the same model.
     pub fn to_clip_config(&self) -> Result<ClipConfig, ModelError> {
-        let invalid = |field: &'static str, reason: String| ModelError::InvalidConfig { field, reason };
         if self.quick_gelu {
             return Err(invalid("quick_gelu", "QuickGELU is not supported (exact GELU only)".into()));
-        }
-        let v = &self.vision_cfg;
-        let layers = v.layers.as_u64().ok_or_else(|| {
-            invalid("vision_cfg.layers", format!("{} is a ResNet tower; only ViT towers are supported yet", v.layers))
-        })? as usize;
-        let ratio = |r: f64, field| {
-            (r.fract() == 0.0 && r >= 1.0)
-                .then_some(r as usize)
-                .ok_or_else(|| invalid(field, format!("{r} is not a whole number")))
-        };
-        let (vision_ratio, text_ratio) =
-            (ratio(v.mlp_ratio, "vision_cfg.mlp_ratio")?, ratio(self.text_cfg.mlp_ratio, "text_cfg.mlp_ratio")?);
-        if vision_ratio != text_ratio {
-            return Err(invalid(
-                "text_cfg.mlp_ratio",
-                format!("{text_ratio} differs from vision_cfg.mlp_ratio {vision_ratio}"),
-            ));
-        }
-        if v.head_width == 0 || !v.width.is_multiple_of(v.head_width) {
-            return Err(invalid(
-                "vision_cfg.head_width",
-                format!("{} does not divide width {}", v.head_width, v.width),
-            ));
         }
         let t = &self.text_cfg;
         if !matches!(t.pool_type.as_deref(), None | Some("argmax") | Some("eos")) {
             return Err(invalid("text_cfg.pool_type", format!("{:?} is not supported (argmax or eos)", t.pool_type)));
         }
-        let config = ClipConfig {
-            image_size: v.image_size,
-            patch_size: v.patch_size,
-            channels: 3,
-            vision_width: v.width,
-            vision_layers: layers,
-            vision_heads: v.width / v.head_width,
-            text_width: t.width,
-            text_layers: t.layers,
-            text_heads: t.heads,
+        let text = TextConfig {
             context_length: t.context_length,
             vocab_size: t.vocab_size,
-            embed_dim: self.embed_dim,
-            mlp_ratio: vision_ratio,
+            width: t.width,
+            layers: t.layers,
+            heads: t.heads,
+            mlp_ratio: whole_ratio(t.mlp_ratio, "text_cfg.mlp_ratio")?,
         };
+        let config = ClipConfig { embed_dim: self.embed_dim, vision: self.vision_config()?, text };
         config.validate()?;
         Ok(config)
     }
 
-    /// open_clip's config of one of our models.
+    fn vision_config(&self) -> Result<VisionConfig, ModelError> {
+        let v = &self.vision_cfg;
+        if let Some(layers) = v.layers.as_u64() {
+            let patch_size = v.patch_size.ok_or_else(|| invalid("vision_cfg.patch_size", "a ViT needs one".into()))?;
+            return Ok(VisionConfig::Vit(VitConfig {
+                image_size: v.image_size,
+                patch_size,
+                channels: 3,
+                width: v.width,
+                layers: layers as usize,
+                heads: heads_of(v.width, v.head_width)?,
+                mlp_ratio: whole_ratio(v.mlp_ratio, "vision_cfg.mlp_ratio")?,
+            }));
+        }
+        let stages: Vec<usize> = serde_json::from_value(v.layers.clone()).map_err(|_| {
+            invalid("vision_cfg.layers", format!("{} is neither a block count nor a list of stage depths", v.layers))
+        })?;
+        let layers: [usize; 4] = stages.try_into().map_err(|stages: Vec<usize>| {
+            invalid("vision_cfg.layers", format!("a ResNet has four stages, not {}", stages.len()))
+        })?;
+        Ok(VisionConfig::ResNet(ResNetConfig {
+            image_size: v.image_size,
+            layers,
+            width: v.width,
+            heads: heads_of(v.width * 32, v.head_width)?,
+        }))
+    }
+
+    /// open_clip's config of one of our models (heads expressed as open_clip's `head_width`).
     pub fn from_clip_config(c: &ClipConfig) -> Self {
+        let vision_cfg = match &c.vision {
+            VisionConfig::Vit(v) => OpenClipVisionConfig {
+                image_size: v.image_size,
+                layers: v.layers.into(),
+                width: v.width,
+                head_width: v.width / v.heads.max(1),
+                mlp_ratio: v.mlp_ratio as f64,
+                patch_size: Some(v.patch_size),
+            },
+            VisionConfig::ResNet(r) => OpenClipVisionConfig {
+                image_size: r.image_size,
+                layers: r.layers.to_vec().into(),
+                width: r.width,
+                head_width: r.pool_width() / r.heads.max(1),
+                mlp_ratio: default_mlp_ratio(),
+                patch_size: None,
+            },
+        };
+        let t = &c.text;
         OpenClipConfig {
             embed_dim: c.embed_dim,
-            vision_cfg: OpenClipVisionConfig {
-                image_size: c.image_size,
-                layers: c.vision_layers.into(),
-                width: c.vision_width,
-                head_width: c.vision_width / c.vision_heads.max(1),
-                mlp_ratio: c.mlp_ratio as f64,
-                patch_size: c.patch_size,
-            },
+            vision_cfg,
             text_cfg: OpenClipTextConfig {
-                context_length: c.context_length,
-                vocab_size: c.vocab_size,
-                width: c.text_width,
-                heads: c.text_heads,
-                layers: c.text_layers,
-                mlp_ratio: c.mlp_ratio as f64,
+                context_length: t.context_length,
+                vocab_size: t.vocab_size,
+                width: t.width,
+                heads: t.heads,
+                layers: t.layers,
+                mlp_ratio: t.mlp_ratio as f64,
                 pool_type: None,
                 eos_id: None,
             },
@@ -452,12 +560,16 @@ mod tests {
 
     #[test]
     fn configs_round_trip_and_unsupported_fields_are_named() {
-        let config = ClipConfig::micro();
-        let json = serde_json::to_string(&OpenClipConfig::from_clip_config(&config)).unwrap();
-        assert_eq!(OpenClipConfig::from_json(&json).unwrap().to_clip_config().unwrap(), config);
-        let resnet = r#"{"embed_dim": 1024, "vision_cfg": {"image_size": 224, "layers": [3, 4, 6, 3], "width": 64, "patch_size": 16}, "text_cfg": {"width": 512, "heads": 8, "layers": 12}}"#;
-        let err = OpenClipConfig::from_json(resnet).unwrap().to_clip_config().unwrap_err().to_string();
-        assert!(err.contains("vision_cfg.layers") && err.contains("ResNet"), "{err}");
+        for config in [ClipConfig::micro(), ClipConfig::rn_tiny(), ClipConfig::rn50()] {
+            let json = serde_json::to_string(&OpenClipConfig::from_clip_config(&config)).unwrap();
+            assert_eq!(OpenClipConfig::from_json(&json).unwrap().to_clip_config().unwrap(), config);
+        }
+        // open_clip's own RN50.json, verbatim.
+        let rn50 = r#"{"embed_dim": 1024, "vision_cfg": {"image_size": 224, "layers": [3, 4, 6, 3], "width": 64, "patch_size": null}, "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12}}"#;
+        assert_eq!(OpenClipConfig::from_json(rn50).unwrap().to_clip_config().unwrap(), ClipConfig::rn50());
+        let three = rn50.replace("[3, 4, 6, 3]", "[3, 4, 6]");
+        let err = OpenClipConfig::from_json(&three).unwrap().to_clip_config().unwrap_err().to_string();
+        assert!(err.contains("vision_cfg.layers") && err.contains("four stages"), "{err}");
         let extra = r#"{"embed_dim": 8, "vision_cfg": {"image_size": 16, "layers": 1, "width": 8, "patch_size": 4, "ls_init_value": 0.1}, "text_cfg": {"width": 8, "heads": 1, "layers": 1}}"#;
         let err = OpenClipConfig::from_json(extra).unwrap_err().to_string();
         assert!(err.contains("ls_init_value"), "{err}");

@@ -12,7 +12,8 @@ use crate::model::Clip;
 /// One parameter of the model as the optimiser sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamInfo {
-    /// Module path, e.g. `visual.blocks.0.attn.qkv.weight` (the path Burn's optimiser uses).
+    /// Module path, e.g. `visual.Vit.blocks.0.attn.qkv.weight` (the path Burn's optimiser uses;
+    /// it names the image tower's variant).
     pub path: String,
     /// The parameter's id (keys its gradient and optimiser state).
     pub id: ParamId,
@@ -23,7 +24,8 @@ pub struct ParamInfo {
     pub decay: bool,
 }
 
-/// Lists every float parameter with its path, shape and decay group.
+/// Lists every trainable parameter (not the BatchNorm running statistics) with its path,
+/// shape and decay group.
 pub fn param_infos(model: &Clip) -> Vec<ParamInfo> {
     let mut visitor = ParamCollector::default();
     model.visit(&mut visitor);
@@ -48,6 +50,10 @@ impl ModuleVisitor for ParamCollector {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let path = self.stack.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(".");
+        // BatchNorm running statistics are buffers: no gradient, no optimiser state.
+        if path.ends_with("running_mean") || path.ends_with("running_var") {
+            return;
+        }
         // open_clip_train's rule, applied to our paths: decay every tensor of two or more
         // dimensions unless its name marks a norm, a bias or the temperature. So linear
         // weights, the token embedding and both positional embeddings are decayed, and a new
@@ -78,8 +84,9 @@ impl Default for AdamWSettings {
     }
 }
 
-/// AdamW with decoupled weight decay on linear-layer matrices only (no decay on LayerNorm
-/// gains, biases, embeddings, class token, positions or the temperature), as open_clip does.
+/// AdamW with decoupled weight decay by open_clip_train's rule ([`ParamInfo::decay`]): linear
+/// and convolution weights, embeddings and positions are decayed; norm gains, biases, the
+/// class token and the temperature are not.
 ///
 /// Built on Burn's `ModuleOptimizer` with a second parameter group matched by exact module
 /// path, so the routing survives a model reload (paths are stable, `ParamId`s are restored

@@ -11,6 +11,7 @@ use crate::error::ModelError;
 use crate::loss::{clip_loss, clip_scores, per_sample_loss, scalar_f32, to_vec_f32};
 use crate::model::Clip;
 use crate::optim::{ClipOptimizer, clamp_logit_scale, clip_grad_norm};
+use crate::resnet::RunningStats;
 
 /// What one optimiser step reports.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,8 +39,10 @@ pub fn train_step(
     lr: f64,
     max_grad_norm: Option<f32>,
 ) -> Result<(Clip, StepStats), ModelError> {
-    let (loss, grads) = loss_and_gradients(&model, batch, 1.0)?;
-    apply_gradients(model, optim, grads, loss, lr, max_grad_norm)
+    let (loss, grads, running) = loss_and_gradients(&model, batch, 1.0)?;
+    let (mut model, stats) = apply_gradients(model, optim, grads, loss, lr, max_grad_norm)?;
+    model.apply_running_stats(running);
+    Ok((model, stats))
 }
 
 /// One data-parallel step: rank `r` runs forward + backward of its own rows
@@ -51,6 +54,8 @@ pub fn train_step(
 ///
 /// With one rank this is exactly [`train_step`]. The reported loss is the mean of the ranks'
 /// losses. Gradients are summed in rank order, so the result does not depend on thread timing.
+/// A ResNet's BatchNorm running statistics come from rank 0, as PyTorch's
+/// DistributedDataParallel broadcasts rank 0's buffers.
 pub fn train_step_ranks(
     model: Clip,
     optim: &mut ClipOptimizer,
@@ -70,7 +75,7 @@ pub fn train_step_ranks(
             .zip(rank_devices)
             .map(|(batch, device)| {
                 let replica = model.clone().fork(&device.clone().autodiff());
-                scope.spawn(move || loss_and_gradients(&replica, batch, scale).map(|(l, g)| (l, g, replica)))
+                scope.spawn(move || loss_and_gradients(&replica, batch, scale).map(|(l, g, r)| (l, g, r, replica)))
             })
             .collect();
         handles.into_iter().map(join_rank).collect::<Vec<_>>()
@@ -78,12 +83,17 @@ pub fn train_step_ranks(
     let home = model_device(&model);
     let mut sum = GradientsAccumulator::<Clip>::new();
     let mut loss = 0.0;
+    let mut rank0_running = None;
     for result in per_rank {
-        let (rank_loss, grads, replica) = result?;
+        let (rank_loss, grads, running, replica) = result?;
         loss += rank_loss;
         sum.accumulate(&model, grads.to_device(&home, &replica));
+        rank0_running.get_or_insert(running);
     }
-    apply_gradients(model, optim, sum.grads(), loss * scale, lr, max_grad_norm)
+    let (mut model, stats) = apply_gradients(model, optim, sum.grads(), loss * scale, lr, max_grad_norm)?;
+    let running = rank0_running.unwrap_or_default().into_iter().map(|s| s.to_device(&home)).collect();
+    model.apply_running_stats(running);
+    Ok((model, stats))
 }
 
 fn check_ranks(batches: usize, devices: usize) -> Result<(), ModelError> {
@@ -97,18 +107,23 @@ fn join_rank<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, ModelError>>
     handle.join().unwrap_or_else(|_| Err(ModelError::Batch("a data-parallel rank's thread panicked".into())))
 }
 
-/// Forward + backward of `loss · scale` on `batch`; returns the unscaled loss and the
-/// gradients keyed by the model's parameter ids.
-fn loss_and_gradients(model: &Clip, batch: &ClipBatch, scale: f32) -> Result<(f32, GradientsParams), ModelError> {
+/// Forward (training mode) + backward of `loss · scale` on `batch`; returns the unscaled
+/// loss, the gradients keyed by the model's parameter ids, and the BatchNorm running
+/// statistics to set after the step.
+fn loss_and_gradients(
+    model: &Clip,
+    batch: &ClipBatch,
+    scale: f32,
+) -> Result<(f32, GradientsParams, Vec<RunningStats>), ModelError> {
     let batch = batch.to_device(&model_device(model));
-    let out = model.forward(batch.images, batch.tokens, batch.eot);
+    let (out, running) = model.forward_train(batch.images, batch.tokens, batch.eot);
     let loss = clip_loss(&out);
     let loss_value = scalar_f32(loss.clone())?;
     if !loss_value.is_finite() {
         return Err(ModelError::NonFinite { what: "loss", value: loss_value });
     }
     let loss = if scale == 1.0 { loss } else { loss.mul_scalar(scale) };
-    Ok((loss_value, GradientsParams::from_grads(loss.backward(), model)))
+    Ok((loss_value, GradientsParams::from_grads(loss.backward(), model), running))
 }
 
 /// Global gradient clipping, AdamW step and temperature clamp.

@@ -4,9 +4,9 @@ use dissect_model::burn::module::Module;
 use dissect_model::burn::optim::GradientsParams;
 use dissect_model::burn::tensor::{Device, Tensor};
 use dissect_model::{
-    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, clamp_logit_scale, clip_grad_norm, clip_loss,
-    initial_logit_scale, logits, max_logit_scale, model_from_bytes, model_to_bytes, param_infos, per_sample_loss,
-    scalar_f32, score_batch, score_batches, to_vec_f32, train_step, train_step_ranks,
+    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, VisionTower, clamp_logit_scale, clip_grad_norm,
+    clip_loss, initial_logit_scale, logits, max_logit_scale, model_from_bytes, model_to_bytes, param_infos,
+    per_sample_loss, scalar_f32, score_batch, score_batches, to_vec_f32, train_step, train_step_ranks,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,10 +22,10 @@ fn train_device() -> Device {
 /// Host buffers of a random batch: (images, tokens, eot).
 fn host_batch(cfg: &ClipConfig, b: usize, seed: u64) -> (Vec<f32>, Vec<u32>, Vec<usize>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let n = b * cfg.channels * cfg.image_size * cfg.image_size;
+    let n = b * cfg.channels() * cfg.image_size() * cfg.image_size();
     let images = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    let l = cfg.context_length;
-    let tokens = (0..b * l).map(|_| rng.random_range(1..cfg.vocab_size as u32)).collect();
+    let l = cfg.text.context_length;
+    let tokens = (0..b * l).map(|_| rng.random_range(1..cfg.text.vocab_size as u32)).collect();
     let eot = (0..b).map(|_| rng.random_range(2..l)).collect();
     (images, tokens, eot)
 }
@@ -103,16 +103,16 @@ fn text_features_ignore_tokens_after_eot() {
     let cfg = ClipConfig::micro();
     let model = Clip::new(&cfg, 4, &cpu()).unwrap();
     let (_, mut tokens, eot) = host_batch(&cfg, 3, 9);
-    let images = vec![0.0; 3 * 3 * cfg.image_size * cfg.image_size];
+    let images = vec![0.0; 3 * 3 * cfg.image_size() * cfg.image_size()];
     let encode = |tokens: &[u32]| {
         let b = ClipBatch::from_host(&cfg, &images, tokens, &eot, &cpu()).unwrap();
         flat(model.encode_text(b.tokens, b.eot))
     };
     let before = encode(&tokens);
-    let l = cfg.context_length;
+    let l = cfg.text.context_length;
     for (row, &e) in eot.iter().enumerate() {
         for t in &mut tokens[row * l + e + 1..(row + 1) * l] {
-            *t = (*t + 7) % cfg.vocab_size as u32;
+            *t = (*t + 7) % cfg.text.vocab_size as u32;
         }
     }
     let after = encode(&tokens);
@@ -120,7 +120,7 @@ fn text_features_ignore_tokens_after_eot() {
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
     }
     // A change at or before the end of text does matter.
-    tokens[eot[0]] = (tokens[eot[0]] + 1) % cfg.vocab_size as u32;
+    tokens[eot[0]] = (tokens[eot[0]] + 1) % cfg.text.vocab_size as u32;
     let changed = encode(&tokens);
     assert!(before.iter().zip(&changed).take(cfg.embed_dim).any(|(a, b)| (a - b).abs() > 1e-4));
 }
@@ -133,18 +133,19 @@ fn decay_groups_follow_open_clip() {
     let decay: Vec<&str> = infos.iter().filter(|p| p.decay).map(|p| p.path.as_str()).collect();
     // open_clip_train decays every tensor of 2+ dimensions whose name has no "ln", "bn",
     // "bias" or "logit_scale": the linear matrices (patch embed + 4 per block × 2 blocks +
-    // proj, per tower: 19), the token embedding and the two positional embeddings.
+    // proj, per tower: 19), the token embedding and the two positional embeddings. Burn's
+    // paths name the image tower's variant (`Vit`).
     assert_eq!(infos.len(), 62);
     assert_eq!(decay.len(), 22, "{decay:?}");
-    assert!(decay.contains(&"text.token_embedding.weight") && decay.contains(&"visual.positional_embedding"));
-    assert!(decay.contains(&"visual.patch_embed.weight"));
-    assert!(decay.contains(&"visual.blocks.1.attn.qkv.weight"));
+    assert!(decay.contains(&"text.token_embedding.weight") && decay.contains(&"visual.Vit.positional_embedding"));
+    assert!(decay.contains(&"visual.Vit.patch_embed.weight"));
+    assert!(decay.contains(&"visual.Vit.blocks.1.attn.qkv.weight"));
     assert!(decay.contains(&"text.blocks.0.mlp_proj.weight"));
     assert!(decay.contains(&"text.text_projection.weight"));
     for p in &infos {
         let excluded = p.path.contains("ln_")
             || p.path.ends_with("bias")
-            || p.path == "visual.class_embedding"
+            || p.path == "visual.Vit.class_embedding"
             || p.path == "logit_scale";
         assert_eq!(p.decay, !excluded, "{}", p.path);
     }
@@ -163,13 +164,14 @@ fn decay_groups_follow_open_clip() {
     let (with, without) = (step(0.5), step(0.0));
     let values = |m: &Clip, path: &str| -> Vec<f32> {
         let rec = m.valid();
+        let VisionTower::Vit(vit) = &rec.visual else { unreachable!("micro is a ViT") };
         match path {
-            "visual.blocks.0.attn.qkv.weight" => flat(rec.visual.blocks[0].attn.qkv.weight.val()),
+            "visual.blocks.0.attn.qkv.weight" => flat(vit.blocks[0].attn.qkv.weight.val()),
             "text.text_projection.weight" => flat(rec.text.text_projection.weight.val()),
-            "visual.blocks.0.ln_1.gamma" => rec.visual.blocks[0].ln_1.gamma.val().try_into_vec_as::<f32>().unwrap(),
-            "visual.class_embedding" => rec.visual.class_embedding.val().try_into_vec_as::<f32>().unwrap(),
+            "visual.blocks.0.ln_1.gamma" => vit.blocks[0].ln_1.gamma.val().try_into_vec_as::<f32>().unwrap(),
+            "visual.class_embedding" => vit.class_embedding.val().try_into_vec_as::<f32>().unwrap(),
             "text.token_embedding.weight" => flat(rec.text.token_embedding.weight.val()),
-            "visual.positional_embedding" => flat(rec.visual.positional_embedding.val()),
+            "visual.positional_embedding" => flat(vit.positional_embedding.val()),
             _ => unreachable!(),
         }
     };
@@ -395,7 +397,7 @@ fn batch_validation_errors() {
     let err = |r: Result<ClipBatch, dissect_model::ModelError>| r.unwrap_err().to_string();
     assert!(err(ClipBatch::from_host(&cfg, &images[1..], &tokens, &eot, &cpu())).contains("image"));
     let mut bad = tokens.clone();
-    bad[0] = cfg.vocab_size as u32;
+    bad[0] = cfg.text.vocab_size as u32;
     assert!(err(ClipBatch::from_host(&cfg, &images, &bad, &eot, &cpu())).contains("vocabulary"));
     assert!(err(ClipBatch::from_host(&cfg, &images, &tokens, &[0, 99], &cpu())).contains("end-of-text"));
     assert!(ClipBatch::from_host(&cfg, &[], &[], &[], &cpu()).is_err());
@@ -404,4 +406,66 @@ fn batch_validation_errors() {
     let b = ClipBatch::from_host(&cfg, &images, &short, &[3, 7], &cpu()).unwrap();
     let model = Clip::new(&cfg, 0, &cpu()).unwrap();
     assert_eq!(model.encode_text(b.tokens, b.eot).dims(), [2, cfg.embed_dim]);
+}
+
+/// The trainable parameters (BatchNorm running statistics are buffers, as in PyTorch).
+fn trainable_count(model: &Clip) -> usize {
+    param_infos(model).iter().map(|p| p.shape.iter().product::<usize>()).sum()
+}
+
+#[test]
+fn resnet_tower_shapes_count_decay_and_batch_norm_modes() {
+    let cfg = ClipConfig::rn_tiny();
+    let dev = train_device();
+    let model = Clip::new(&cfg, 0, &dev).unwrap();
+    // The count formula is checked against open_clip's RN50 (102,007,137) in the config tests.
+    assert_eq!(trainable_count(&model), cfg.expected_num_params());
+    let infos = param_infos(&model);
+    assert!(infos.iter().all(|p| !p.path.contains("running")));
+    for p in &infos {
+        let is_norm = p.path.contains(".bn") || p.path.contains("ln_");
+        let expected = p.shape.len() >= 2 && !is_norm && !p.path.ends_with("bias") && p.path != "logit_scale";
+        assert_eq!(p.decay, expected, "{}", p.path);
+    }
+    assert!(infos.iter().any(|p| p.decay && p.shape.len() == 4), "convolution weights are decayed");
+
+    let b = batch(&cfg, 6, 1, &dev);
+    let out = model.forward(b.images.clone(), b.tokens.clone(), b.eot.clone());
+    assert_eq!(out.image_features.dims(), [6, cfg.embed_dim]);
+
+    // Scoring runs BatchNorm on the running statistics: a row's score does not depend on the
+    // other rows of its batch, and scoring leaves the model untouched.
+    let before = all_params(&model);
+    let whole = score_batch(&model, &b).unwrap().clip_scores;
+    let first_two = score_batch(&model, &b.select_rows(&[0, 1]).unwrap()).unwrap().clip_scores;
+    for (a, c) in whole.iter().zip(&first_two) {
+        assert!((a - c).abs() < 1e-4, "{a} vs {c}");
+    }
+    assert_eq!(all_params(&model), before);
+
+    // A training step normalises with the batch's statistics and moves the running ones.
+    let running = |m: &Clip| {
+        let VisionTower::ResNet(r) = &m.visual else { unreachable!("rn-tiny is a ResNet") };
+        flat2(r.bn1.running_mean.val())
+    };
+    let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
+    let (stepped, stats) = train_step(model.clone(), &mut optim, &b, 1e-3, Some(1.0)).unwrap();
+    assert!(stats.loss.is_finite());
+    assert_ne!(running(&stepped), running(&model));
+    assert!(running(&model).iter().all(|&v| v == 0.0));
+    // The running statistics travel with the weights.
+    let reloaded = model_from_bytes(Clip::new(&cfg, 9, &dev).unwrap(), &model_to_bytes(&stepped).unwrap()).unwrap();
+    assert_eq!(running(&reloaded), running(&stepped));
+
+    // Data parallel: rank 0's running statistics, as DistributedDataParallel keeps them.
+    let halves = [b.select_rows(&[0, 1, 2]).unwrap(), b.select_rows(&[3, 4, 5]).unwrap()];
+    let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
+    let (parallel, _) = train_step_ranks(model.clone(), &mut optim, &halves, &[cpu(), cpu()], 1e-3, None).unwrap();
+    let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
+    let (rank0_alone, _) = train_step(model.clone(), &mut optim, &halves[0], 1e-3, None).unwrap();
+    assert_eq!(running(&parallel), running(&rank0_alone));
+}
+
+fn flat2(t: Tensor<1>) -> Vec<f32> {
+    t.try_into_vec_as::<f32>().unwrap()
 }

@@ -1,15 +1,20 @@
-//! Parity with open_clip, the reference implementation: a small random-initialised open_clip
-//! ViT CLIP, its weights and its features for a few inputs were written by
-//! `bench/openclip_fixture.py make` (open_clip 3.3.0); our model loads those weights under
-//! open_clip's names and must give the same features.
+//! Parity with open_clip, the reference implementation: small random-initialised open_clip
+//! CLIPs (a ViT and a ModifiedResNet image tower), their weights and their features for a few
+//! inputs were written by `bench/openclip_fixture.py make` (open_clip 3.3.0); our model loads
+//! those weights under open_clip's names and must give the same features.
 
 use std::path::Path;
 
 use dissect_model::burn::tensor::Device;
-use dissect_model::{Clip, ClipBatch, ClipConfig, OpenClipConfig, TensorFile, load_open_clip, to_open_clip};
+use dissect_model::{
+    Clip, ClipBatch, ClipConfig, OpenClipConfig, TensorFile, VisionConfig, load_open_clip, to_open_clip,
+};
 
-fn fixture() -> (TensorFile, std::collections::BTreeMap<String, dissect_model::HostTensor>, ClipConfig) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openclip_vit.safetensors");
+const VIT: &str = "openclip_vit.safetensors";
+const RESNET: &str = "openclip_resnet.safetensors";
+
+fn fixture(name: &str) -> (TensorFile, std::collections::BTreeMap<String, dissect_model::HostTensor>, ClipConfig) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     let mut file = TensorFile::read(&path).expect("the committed fixture");
     let probe = file.take_prefix("fixture.");
     let json = file.metadata.get("open_clip_config").expect("the model config in the metadata").clone();
@@ -22,14 +27,33 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-#[test]
-fn open_clip_weights_give_open_clips_features() {
-    let (weights, probe, config) = fixture();
-    let device = Device::flex();
-    let model = load_open_clip(Clip::new(&config, 0, &device).unwrap(), &weights, &config).unwrap();
+fn probe_batch(
+    probe: &std::collections::BTreeMap<String, dissect_model::HostTensor>,
+    config: &ClipConfig,
+    device: &Device,
+) -> ClipBatch {
     let tokens: Vec<u32> = probe["tokens"].values.iter().map(|&t| t as u32).collect();
     let eot: Vec<usize> = probe["eot"].values.iter().map(|&e| e as usize).collect();
-    let batch = ClipBatch::from_host(&config, &probe["images"].values, &tokens, &eot, &device).unwrap();
+    ClipBatch::from_host(config, &probe["images"].values, &tokens, &eot, device).unwrap()
+}
+
+#[test]
+fn open_clip_vit_weights_give_open_clips_features() {
+    features_and_round_trip(VIT);
+}
+
+#[test]
+fn open_clip_resnet_weights_give_open_clips_features() {
+    let (_, _, config) = fixture(RESNET);
+    assert!(matches!(config.vision, VisionConfig::ResNet(_)));
+    features_and_round_trip(RESNET);
+}
+
+fn features_and_round_trip(name: &str) {
+    let (weights, probe, config) = fixture(name);
+    let device = Device::flex();
+    let model = load_open_clip(Clip::new(&config, 0, &device).unwrap(), &weights).unwrap();
+    let batch = probe_batch(&probe, &config, &device);
     let out = model.forward(batch.images, batch.tokens, batch.eot);
     let image = out.image_features.try_into_vec_as::<f32>().unwrap();
     let text = out.text_features.try_into_vec_as::<f32>().unwrap();
@@ -39,17 +63,42 @@ fn open_clip_weights_give_open_clips_features() {
     assert!((model.logit_scale_value() - weights.tensors["logit_scale"].values[0]).abs() < 1e-6);
 
     // Out again under the same names, layouts and values, bit for bit.
-    let exported = to_open_clip(&model, &config).unwrap();
+    let exported = to_open_clip(&model).unwrap();
     assert_eq!(exported.tensors, weights.tensors);
     let reread = TensorFile::from_bytes(&exported.to_bytes().unwrap()).unwrap();
     assert_eq!(reread.tensors, weights.tensors);
 }
 
+/// open_clip's training-mode pass (`model.visual.train()`): BatchNorm normalises with the
+/// batch's statistics and moves its running statistics by momentum 0.1 towards the batch's
+/// mean and unbiased variance. Ours must give the same features and leave the same statistics.
+#[test]
+fn resnet_training_pass_matches_open_clips_batch_norm() {
+    let (weights, probe, config) = fixture(RESNET);
+    let device = Device::flex().autodiff();
+    let mut model = load_open_clip(Clip::new(&config, 0, &device).unwrap(), &weights).unwrap();
+    let batch = probe_batch(&probe, &config, &device);
+    let (out, running) = model.forward_train(batch.images, batch.tokens, batch.eot);
+    let image = out.image_features.try_into_vec_as::<f32>().unwrap();
+    let d = max_abs_diff(&image, &probe["train_image_features"].values);
+    assert!(d < 1e-4, "training-mode image features: max |Δ| {d:e}");
+    model.apply_running_stats(running);
+    let after = to_open_clip(&model).unwrap();
+    let mut checked = 0;
+    for (name, expected) in probe.iter().filter_map(|(k, v)| k.strip_prefix("after_train.").map(|n| (n, v))) {
+        let d = max_abs_diff(&after.tensors[name].values, &expected.values);
+        assert!(d < 1e-5, "{name}: max |Δ| {d:e}");
+        checked += 1;
+    }
+    // Stem 3, five bottlenecks of 3, four shortcuts: 22 BatchNorms, two statistics each.
+    assert_eq!(checked, 44);
+}
+
 #[test]
 fn a_missing_extra_or_misshapen_tensor_is_named() {
-    let (weights, _, config) = fixture();
+    let (weights, _, config) = fixture(VIT);
     let model = || Clip::new(&config, 0, &Device::flex().autodiff()).unwrap();
-    let err = |w: &TensorFile| load_open_clip(model(), w, &config).unwrap_err().to_string();
+    let err = |w: &TensorFile| load_open_clip(model(), w).unwrap_err().to_string();
 
     let mut missing = weights.clone();
     missing.tensors.remove("visual.transformer.resblocks.1.mlp.c_fc.bias");
@@ -67,6 +116,17 @@ fn a_missing_extra_or_misshapen_tensor_is_named() {
     assert!(message.contains("text_projection has shape [32, 64], this model needs [64, 32]"), "{message}");
 
     // Loaded onto the training device, the weights stay trainable.
-    let trained = load_open_clip(model(), &weights, &config).unwrap();
+    let trained = load_open_clip(model(), &weights).unwrap();
     assert!(trained.logit_scale.val().is_require_grad());
+
+    // A ResNet's running statistics are named like its weights, and stay without gradient.
+    let (weights, _, config) = fixture(RESNET);
+    let mut missing = weights.clone();
+    missing.tensors.remove("visual.layer1.0.downsample.1.running_var");
+    let message = load_open_clip(Clip::new(&config, 0, &Device::flex()).unwrap(), &missing).unwrap_err().to_string();
+    assert!(message.contains("visual.layer1.0.downsample.1.running_var is missing"), "{message}");
+    let trained = load_open_clip(Clip::new(&config, 0, &Device::flex().autodiff()).unwrap(), &weights).unwrap();
+    let dissect_model::VisionTower::ResNet(resnet) = &trained.visual else { unreachable!("a ResNet fixture") };
+    assert!(!resnet.bn1.running_mean.val().is_require_grad());
+    assert!(resnet.bn1.weight.val().is_require_grad());
 }

@@ -20,7 +20,9 @@ pub const SELECTION_FILE: &str = "selection.dss";
 pub const TRAINER_FILE: &str = "trainer.json";
 const LATEST_FILE: &str = "latest";
 /// 2: nested config sections, histogram and load counts in the epoch accumulator.
-const FORMAT_VERSION: u32 = 2;
+/// 3: per-tower model configs (`[vision.vit]` / `[vision.resnet]`, `[text]` in `model.toml`);
+/// the weights record names the image tower's kind.
+const FORMAT_VERSION: u32 = 3;
 
 /// The trainer's position and everything needed to continue exactly from it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

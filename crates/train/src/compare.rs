@@ -1,10 +1,12 @@
-//! Several strategies on one dataset, one budget, one seed: the paper's main table.
+//! Several strategies on one dataset and one budget, with one seed or several: the paper's
+//! main table, and with seeds its mean ± sd.
 
 use std::path::{Path, PathBuf};
 
 use dissect_eval::{
-    NamedCurve, ScoreTrajectories, StrategyResult, fill_time_to_full, plot_noise_fraction, plot_r1_vs_time,
-    plot_score_trajectories, plot_selected_histograms, to_json, to_markdown,
+    NamedCurve, ScoreTrajectories, SeedSummary, StrategyResult, fill_time_to_full, plot_noise_fraction,
+    plot_r1_vs_time, plot_score_trajectories, plot_selected_histograms, seeds_to_markdown, summarize_seeds, to_json,
+    to_markdown,
 };
 use dissect_select::Strategy;
 
@@ -18,9 +20,11 @@ use crate::trainer::{RunOutcome, train_with};
 /// Where a comparison wrote its results.
 #[derive(Debug, Clone)]
 pub struct ComparisonReport {
-    /// One row per strategy.
+    /// One row per strategy and seed, seed by seed.
     pub results: Vec<StrategyResult>,
-    /// The table as Markdown.
+    /// With several seeds, one row per strategy: every column's mean ± sd and spread.
+    pub summaries: Vec<SeedSummary>,
+    /// The table as Markdown (the seed summary with several seeds).
     pub markdown: String,
     /// `table.md`.
     pub table_md: PathBuf,
@@ -84,12 +88,15 @@ pub trait CompareObserver: Observer {
 impl CompareObserver for () {}
 
 /// Trains `strategies` one after another in `out/<strategy>/` (each resumable: a finished run
-/// is not repeated) and writes `table.md`, `table.json` and the plots under `out/`. Returns
-/// `Ok(None)` when `stop` interrupted a run (its checkpoint is written; running the same
-/// comparison again continues it).
+/// is not repeated) and writes `table.md`, `table.json` and the plots under `out/`. With
+/// `seeds` > 1 it does that for seeds `base.seed`, `base.seed + 1`, ... in `out/seed-<s>/`
+/// and writes the summary over seeds (mean ± sd, spread) as `out/table.md` and
+/// `out/table.json`. Returns `Ok(None)` when `stop` interrupted a run (its checkpoint is
+/// written; running the same comparison again continues it).
 pub fn compare(
     base: &TrainConfig,
     strategies: &[Strategy],
+    seeds: u32,
     out: &Path,
     observer: &mut dyn CompareObserver,
     stop: &StopSignal,
@@ -99,6 +106,51 @@ pub fn compare(
             "val_data: a comparison ranks the runs on held-out pairs; pass held-out shards with --val-data".into(),
         ));
     }
+    if seeds <= 1 {
+        return compare_one_seed(base, strategies, out, observer, stop);
+    }
+    let mut per_seed = Vec::with_capacity(seeds as usize);
+    for offset in 0..u64::from(seeds) {
+        let config = TrainConfig { seed: base.seed + offset, ..base.clone() };
+        let dir = out.join(format!("seed-{}", config.seed));
+        match compare_one_seed(&config, strategies, &dir, observer, stop)? {
+            Some(report) => per_seed.push(report),
+            None => return Ok(None),
+        }
+    }
+    let summaries = summarize_seeds(&per_seed.iter().map(|r| r.results.clone()).collect::<Vec<_>>());
+    let markdown = seeds_to_markdown(&summaries);
+    let table_md = out.join("table.md");
+    let table_json = out.join("table.json");
+    write_atomic(&table_md, markdown.as_bytes())?;
+    let json = serde_json::to_string_pretty(&summaries)
+        .map_err(|e| TrainError::Config(format!("writing {}: {e}", table_json.display())))?;
+    write_atomic(&table_json, json.as_bytes())?;
+    let mut report = ComparisonReport {
+        results: Vec::new(),
+        summaries,
+        markdown,
+        table_md,
+        table_json,
+        plots: Vec::new(),
+        outcomes: Vec::new(),
+    };
+    for seed in per_seed {
+        report.results.extend(seed.results);
+        report.plots.extend(seed.plots);
+        report.outcomes.extend(seed.outcomes);
+    }
+    Ok(Some(report))
+}
+
+/// [`compare`] with the seed of `base`.
+fn compare_one_seed(
+    base: &TrainConfig,
+    strategies: &[Strategy],
+    out: &Path,
+    observer: &mut dyn CompareObserver,
+    stop: &StopSignal,
+) -> Result<Option<ComparisonReport>> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let mut outcomes = Vec::new();
     for &strategy in strategies {
@@ -128,7 +180,7 @@ fn report(base: &TrainConfig, out: &Path, outcomes: Vec<RunOutcome>) -> Result<C
     write_atomic(&table_md, markdown.as_bytes())?;
     write_atomic(&table_json, to_json(&results)?.as_bytes())?;
     let plots = write_plots(out, &results, &outcomes)?;
-    Ok(ComparisonReport { results, markdown, table_md, table_json, plots, outcomes })
+    Ok(ComparisonReport { results, summaries: Vec::new(), markdown, table_md, table_json, plots, outcomes })
 }
 
 fn write_plots(out: &Path, results: &[StrategyResult], outcomes: &[RunOutcome]) -> Result<Vec<PathBuf>> {

@@ -29,7 +29,7 @@ pub struct TrainConfig {
     pub image_size: u32,
     /// Run folder: config, tokenizer, logs, visit records, checkpoints.
     pub out: PathBuf,
-    /// Model preset (micro, tiny, small, vit-b-32), or an open_clip model-config JSON file.
+    /// Model preset (micro, tiny, small, vit-b-32, rn-tiny, rn50), or an open_clip model-config JSON file.
     pub model: String,
     /// Start a fresh run from these weights: a dissect run or checkpoint folder (its model
     /// config and tokenizer come along), or open_clip's state dict in a `.safetensors` file

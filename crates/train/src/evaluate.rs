@@ -47,14 +47,14 @@ impl EvalSet {
         let images: Vec<f32> = samples.iter().flat_map(|s| s.image.iter().copied()).collect();
         let captions: Vec<String> = samples.iter().map(|s| s.caption.clone()).collect();
         let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
-        let encoded = tokenizer.encode_batch(&refs, model.context_length)?;
+        let encoded = tokenizer.encode_batch(&refs, model.text.context_length)?;
         let labels: Option<Vec<usize>> =
             samples.iter().map(|s| s.meta.class.map(|c| c as usize)).collect::<Option<Vec<_>>>();
         let prompts = manifest.prompts();
         let templates = manifest.templates.len();
         let prompt_tokens = if labels.is_some() && !prompts.is_empty() && templates > 0 {
             let flat: Vec<&str> = prompts.iter().flatten().map(String::as_str).collect();
-            let enc = tokenizer.encode_batch(&flat, model.context_length)?;
+            let enc = tokenizer.encode_batch(&flat, model.text.context_length)?;
             Some((enc.ids, enc.eot_positions, templates))
         } else {
             None
@@ -65,7 +65,7 @@ impl EvalSet {
             captions,
             tokens: encoded.ids,
             eot: encoded.eot_positions,
-            context_len: model.context_length,
+            context_len: model.text.context_length,
             labels: labels.filter(|_| prompt_tokens.is_some()),
             prompt_tokens,
         })
@@ -84,7 +84,7 @@ impl EvalSet {
     /// Encode everything with `model` (an inference model: call `.valid()` first) and score it.
     pub fn evaluate(&self, model: &Clip, config: &ClipConfig, device: &Device, seed: u64) -> Result<EvalReport> {
         let n = self.len();
-        let side = config.image_size;
+        let side = config.image_size();
         let mut image_features = Vec::new();
         let mut text_features = Vec::new();
         for start in (0..n).step_by(ENCODE_BATCH) {
@@ -93,7 +93,7 @@ impl EvalSet {
             let images = Tensor::<4>::from_data(
                 TensorData::new(
                     self.images[start * self.image_len..end * self.image_len].to_vec(),
-                    [b, config.channels, side, side],
+                    [b, config.channels(), side, side],
                 ),
                 device,
             );

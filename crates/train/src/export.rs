@@ -27,12 +27,12 @@ pub fn export_open_clip(run: &Path, out: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let mut open_clip = OpenClipConfig::from_clip_config(&config);
     let end = tokenizer.end_id() as usize;
-    if end + 1 != config.vocab_size {
+    if end + 1 != config.text.vocab_size {
         // open_clip's default pools at the highest token id (CLIP's end-of-text token); ours
         // has another id, so name it.
         (open_clip.text_cfg.pool_type, open_clip.text_cfg.eos_id) = (Some("eos".into()), Some(end));
     }
-    let weights = to_open_clip(&model, &config)?;
+    let weights = to_open_clip(&model)?;
     write(out, OPEN_CLIP_WEIGHTS_FILE, &weights.to_bytes()?)?;
     let json = serde_json::to_vec_pretty(&open_clip)
         .map_err(|e| TrainError::Checkpoint { path: out.join(OPEN_CLIP_CONFIG_FILE), message: e.to_string() })?;
@@ -54,8 +54,8 @@ fn probe(
     device: &Device,
 ) -> Result<TensorFile> {
     let captions = ["a red circle at the top left", "two blue squares", "a photo of a dog"];
-    let tokens = tokenizer.encode_batch(&captions, config.context_length)?;
-    let pixels = config.channels * config.image_size * config.image_size;
+    let tokens = tokenizer.encode_batch(&captions, config.text.context_length)?;
+    let pixels = config.channels() * config.image_size() * config.image_size();
     let images: Vec<f32> = (0..captions.len() * pixels).map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 2.0).collect();
     let batch = ClipBatch::from_host(config, &images, &tokens.ids, &tokens.eot_positions, device)?;
     let out = model.forward(batch.images, batch.tokens, batch.eot);
@@ -67,7 +67,7 @@ fn probe(
     let mut put = |name: &str, shape: Vec<usize>, values: Vec<f32>| {
         file.tensors.insert(name.into(), HostTensor { shape, values });
     };
-    put("images", vec![rows, config.channels, config.image_size, config.image_size], images);
+    put("images", vec![rows, config.channels(), config.image_size(), config.image_size()], images);
     put("tokens", vec![rows, tokens.context_len], tokens.ids.iter().map(|&t| t as f32).collect());
     put("image_features", vec![rows, config.embed_dim], host(out.image_features)?);
     put("text_features", vec![rows, config.embed_dim], host(out.text_features)?);

@@ -75,7 +75,8 @@ pub struct EpochSummary {
     pub time_training_s: f64,
     /// How well the selection told noisy from clean pairs (data with ground-truth flags).
     pub noise: Option<NoiseDetection>,
-    /// CLIPScore statistics of the clean pairs visited (steps with a scoring pass).
+    /// CLIPScore statistics of the clean pairs visited (steps with a scoring pass): the raw
+    /// `100 · cos` for every strategy, also for DISSect, whose selection clamps it at 0.
     pub clean_scores: Option<EpochScoreSummary>,
     /// CLIPScore statistics of the noisy pairs visited.
     pub noisy_scores: Option<EpochScoreSummary>,

@@ -111,18 +111,18 @@ pub(crate) fn model_config(
         crate::trainer::load_model_config(&run)?.0
     } else if config.model.ends_with(".json") {
         let config = open_clip_config(Path::new(&config.model))?;
-        if config.vocab_size < tokenizer.vocab_size() {
+        if config.text.vocab_size < tokenizer.vocab_size() {
             return Err(TrainError::Config(format!(
                 "model: its vocab_size {} is smaller than the tokenizer's vocabulary of {}",
-                config.vocab_size,
+                config.text.vocab_size,
                 tokenizer.vocab_size()
             )));
         }
         config
     } else {
         let mut preset = ClipConfig::preset(&config.model)?;
-        preset.vocab_size = tokenizer.vocab_size();
-        preset.image_size = manifest.image_size as usize;
+        preset.text.vocab_size = tokenizer.vocab_size();
+        preset.set_image_size(manifest.image_size as usize);
         preset
     };
     model_config.validate().map_err(|e| TrainError::Config(format!("model for this dataset: {e}")))?;
@@ -150,7 +150,7 @@ pub(crate) fn model_and_optimizer(
     // loaded before it. A fresh run may start from other weights (`init`).
     match (checkpoint, &config.init) {
         (Some(dir), _) => model = model_from_bytes(model, &read_file(dir, MODEL_FILE)?)?,
-        (None, Some(init)) => model = initial_weights(model, model_config, init)?,
+        (None, Some(init)) => model = initial_weights(model, init)?,
         (None, None) => {}
     }
     let mut optim = ClipOptimizer::new(&model, settings);
@@ -162,10 +162,10 @@ pub(crate) fn model_and_optimizer(
 
 /// `model` with the weights of `init`: open_clip's state dict in a `.safetensors` file, or a
 /// dissect run (its latest checkpoint) or checkpoint folder.
-fn initial_weights(model: Clip, model_config: &ClipConfig, init: &Path) -> Result<Clip> {
+fn initial_weights(model: Clip, init: &Path) -> Result<Clip> {
     if is_safetensors(init) {
         let weights = TensorFile::read(init)?;
-        return load_open_clip(model, &weights, model_config).map_err(|e| TrainError::Config(format!("init: {e}")));
+        return load_open_clip(model, &weights).map_err(|e| TrainError::Config(format!("init: {e}")));
     }
     let checkpoint = if init.join(MODEL_FILE).is_file() {
         init.to_path_buf()
@@ -272,11 +272,11 @@ pub(crate) fn loader(
 ) -> Result<(Loader, PreprocessConfig)> {
     // Images are resized to the model's input (a preset takes the dataset's size; an open_clip
     // config or a warm start brings its own).
-    let image_size = model_config.image_size as u32;
+    let image_size = model_config.image_size() as u32;
     let mut preprocess = PreprocessConfig::new(image_size);
     preprocess.random_resized_crop = None;
     let mut loader_config = LoaderConfig::new(config.batch_size, image_size);
-    loader_config.context_len = model_config.context_length;
+    loader_config.context_len = model_config.text.context_length;
     loader_config.preprocess = preprocess.clone();
     loader_config.threads = config.loader_threads.max(1);
     loader_config.seed = config.seed;
@@ -319,7 +319,7 @@ impl Reference {
         device: &Device,
     ) -> Result<Vec<f32>> {
         let captions: Vec<&str> = batch.captions[rows.clone()].iter().map(String::as_str).collect();
-        let tokens = self.tokenizer.encode_batch(&captions, self.config.context_length)?;
+        let tokens = self.tokenizer.encode_batch(&captions, self.config.text.context_length)?;
         let per_image = batch.images.len() / batch.len();
         let images = &batch.images[rows.start * per_image..rows.end * per_image];
         let host = ClipBatch::from_host(&self.config, images, &tokens.ids, &tokens.eot_positions, device)?;

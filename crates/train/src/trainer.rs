@@ -270,11 +270,11 @@ impl Run {
 
         let clock = Instant::now();
         let lr = cosine_lr(self.config.optim.lr, self.config.optim.warmup_steps, self.total_steps, self.state.step);
-        let (stats, trained_rows) = self.train_rows(hosts, &selections, lr)?;
+        let trained = self.train_rows(hosts, &selections, lr)?;
         let training = clock.elapsed().as_secs_f64();
 
         let time = StepTimes { data: time_data, scoring, selection, training };
-        let log = self.account(batch, &selections, stats, trained_rows, lr, time)?;
+        let log = self.account(batch, &selections, &scores, trained, lr, time)?;
         self.state.train_time_s += started.elapsed().as_secs_f64() + time_data;
         Ok(log)
     }
@@ -347,8 +347,8 @@ impl Run {
         &mut self,
         batch: &Batch,
         selections: &[Selection],
-        stats: StepStats,
-        trained_rows: usize,
+        scores: &RankScores,
+        (stats, trained_rows): (StepStats, usize),
         lr: f64,
         time: StepTimes,
     ) -> Result<StepLog> {
@@ -363,10 +363,15 @@ impl Run {
         acc.time_selection_s += time.selection;
         acc.time_training_s += time.training;
         acc.corrupt_images += batch.corrupt_images;
-        // Records come in rank order, which is batch row order.
+        // Records and rank scores come in rank order, which is batch row order. The epoch's
+        // score statistics take the raw CLIPScore for every strategy (a DISSect record holds it
+        // clamped at 0), so they are the same quantity whichever strategy ran.
+        let raw: Option<Vec<f32>> =
+            scores.current.as_ref().map(|ranks| ranks.iter().flat_map(|r| r.clip_scores.iter().copied()).collect());
         let visits = selections.iter().flat_map(|s| &s.records);
-        for (record, noisy) in visits.zip(&batch.noisy) {
-            acc.add_visit(*noisy, record.selected, record.rank_key, record.curr);
+        for (row, (record, noisy)) in visits.zip(&batch.noisy).enumerate() {
+            let score = raw.as_ref().and_then(|r| r.get(row).copied()).unwrap_or(record.curr);
+            acc.add_visit(*noisy, record.selected, record.rank_key, score);
         }
         if let Some(writer) = self.records.as_mut() {
             for selection in selections {
@@ -531,5 +536,9 @@ pub fn load_model_config(run_or_checkpoint: &Path) -> Result<(ClipConfig, PathBu
     };
     let path = RunFiles::new(&run).model_config();
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-    Ok((ClipConfig::from_toml_str(&text)?, run))
+    let config = ClipConfig::from_toml_str(&text).map_err(|e| {
+        // Runs written before the per-tower layout (checkpoint format 2) have a flat model.toml.
+        TrainError::Config(format!("{}: {e} (a run from an older dissect cannot be read)", path.display()))
+    })?;
+    Ok((config, run))
 }
