@@ -111,8 +111,12 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let report = set.evaluate(&model, &config, &device, 0)?;
     println!("{} held-out pairs, evaluated in {:.1} s", report.images, started.elapsed().as_secs_f64());
-    for (name, m) in [("image→text", &report.retrieval.image_to_text), ("text→image", &report.retrieval.text_to_image)]
-    {
+    let scene = report.retrieval_scene.as_ref();
+    let directions = [("image→text", &report.retrieval.image_to_text), ("text→image", &report.retrieval.text_to_image)]
+        .into_iter()
+        .chain(scene.map(|r| ("image→text, same scene", &r.image_to_text)))
+        .chain(scene.map(|r| ("text→image, same scene", &r.text_to_image)));
+    for (name, m) in directions {
         println!(
             "{name}  R@1 {:.2}  R@5 {:.2}  R@10 {:.2}  mean rank {:.1}  median rank {:.1}",
             m.r1, m.r5, m.r10, m.mean_rank, m.median_rank
@@ -329,6 +333,7 @@ mod tests {
             strategy: strategy.into(),
             eval: dissect_eval::EvalReport {
                 retrieval: dissect_eval::RetrievalReport { image_to_text: direction, text_to_image: direction },
+                retrieval_scene: None,
                 zero_shot: None,
                 clipscore: dissect_eval::ClipScoreReport { matched: 1.0, random: 0.5, shift: 1 },
                 images: 10,

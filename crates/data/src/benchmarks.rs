@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(m.train, "train-{000000..000002}.tar");
         let back = DatasetManifest::load(d1.path()).unwrap();
         assert_eq!(back, m);
-        assert_eq!(m.prompts()[0][1], "a photo of a circle.");
+        assert_eq!(m.prompts()[0][2], "a picture of a circle");
         o.out = d2.path().to_path_buf();
         generate(&o).unwrap();
         for f in ["train-000000.tar", "train-000002.tar", "test-000000.tar", "train.index.json"] {

@@ -5,7 +5,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-/// Class names: the shape of the first object (the zero-shot label).
+/// Class names: the shapes (a scene's `class` is its first object's; zero-shot accepts any of
+/// its objects' shapes, since nothing in the image marks one object as first).
 pub const SHAPES: [&str; 7] = ["circle", "square", "triangle", "diamond", "cross", "star", "ring"];
 const SHAPE_WORDS: [&[&str]; 7] = [
     &["circle", "disc", "round dot"],
@@ -51,8 +52,10 @@ const POSITION_WORDS: [&[&str]; 5] = [
 /// (column, row) of each position on a 0..1 grid, for relations.
 const GRID: [(f32, f32); 5] = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5)];
 
-/// Zero-shot prompt templates (`{}` is the class name).
-pub const ZERO_SHOT_TEMPLATES: [&str; 5] = ["a {}.", "a photo of a {}.", "there is a {}.", "a small {}.", "a big {}."];
+/// Zero-shot prompt templates (`{}` is the class name), in the captions' own words (they
+/// never say "photo"). A test image is named correctly by any of its objects' shapes.
+pub const ZERO_SHOT_TEMPLATES: [&str; 6] =
+    ["a {}", "there is a {}", "a picture of a {}", "a {} on a plain background", "a small {}", "a big {}"];
 
 /// Caption templates, documented in the README. `{A}`/`{B}` are noun phrases
 /// ("a [size] colour shape"), `{pos}` a position phrase ("at the top left"), `{rel}` a relation.

@@ -40,4 +40,4 @@ pub use retrieval::{
 };
 pub use seeds::{SeedSummary, Spread, seeds_to_markdown, summarize_seeds};
 pub use table::{FULL_STRATEGY, StrategyResult, fill_time_to_full, from_json, time_to_reach, to_json, to_markdown};
-pub use zeroshot::{ZeroShotReport, class_embeddings, zero_shot_accuracy};
+pub use zeroshot::{ZeroShotReport, class_embeddings, zero_shot_accuracy, zero_shot_accuracy_any};

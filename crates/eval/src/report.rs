@@ -11,8 +11,14 @@ use crate::zeroshot::ZeroShotReport;
 /// prompts) and the CLIPScore of matched vs mismatched pairs, on one held-out split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
-    /// Image→text (TR) and text→image (IR) Recall@K and ranks.
+    /// Image→text (TR) and text→image (IR) Recall@K and ranks; identical caption strings
+    /// count as the same answer.
     pub retrieval: RetrievalReport,
+    /// The same, with every text of an identical scene counting as a hit (same objects,
+    /// colours, sizes and positions, however the caption words them); for data whose samples
+    /// describe their scene (noisy-shapes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval_scene: Option<RetrievalReport>,
     /// Zero-shot accuracy; `None` for data without class names and prompt templates.
     pub zero_shot: Option<ZeroShotReport>,
     /// Mean CLIPScore of matched and of mismatched pairs.

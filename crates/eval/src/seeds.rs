@@ -167,6 +167,7 @@ mod tests {
             strategy: name.into(),
             eval: EvalReport {
                 retrieval: RetrievalReport { image_to_text: direction(r1), text_to_image: direction(r1 + 2.0) },
+                retrieval_scene: None,
                 zero_shot: None,
                 clipscore: ClipScoreReport { matched: 30.0, random: 10.0, shift: 1 },
                 images: 10,

@@ -126,6 +126,7 @@ mod tests {
             strategy: name.into(),
             eval: EvalReport {
                 retrieval,
+                retrieval_scene: None,
                 zero_shot: None,
                 clipscore: ClipScoreReport { matched: 30.0, random: 10.0, shift: 1 },
                 images: 100,

@@ -51,17 +51,30 @@ pub fn zero_shot_accuracy(
     templates: usize,
     labels: &[usize],
 ) -> Result<ZeroShotReport> {
+    let accepted: Vec<&[usize]> = labels.iter().map(std::slice::from_ref).collect();
+    zero_shot_accuracy_any(images, prompts, templates, &accepted)
+}
+
+/// [`zero_shot_accuracy`] for images that hold several labelled things (a scene of a circle
+/// and a star): `accepted[i]` lists every correct class of image `i`, and the image's rank is
+/// that of its best-scoring correct class, so naming any of them is a hit.
+pub fn zero_shot_accuracy_any(
+    images: Features<'_>,
+    prompts: Features<'_>,
+    templates: usize,
+    accepted: &[&[usize]],
+) -> Result<ZeroShotReport> {
     if images.dim() != prompts.dim() {
         return Err(EvalError::DimMismatch { what: "prompt features", expected: images.dim(), got: prompts.dim() });
     }
-    if labels.len() != images.rows() {
+    if accepted.len() != images.rows() {
         return Err(EvalError::LengthMismatch {
             what: "labels vs image rows",
             expected: images.rows(),
-            got: labels.len(),
+            got: accepted.len(),
         });
     }
-    if labels.is_empty() {
+    if accepted.is_empty() {
         return Err(EvalError::Empty("no images for zero-shot"));
     }
     let classes_buf = class_embeddings(prompts, templates)?;
@@ -69,21 +82,24 @@ pub fn zero_shot_accuracy(
     let n_cls = classes.rows();
     let (mut hit1, mut hit5) = (0usize, 0usize);
     let mut scores = vec![0.0f32; n_cls];
-    for (i, &label) in labels.iter().enumerate() {
-        if label >= n_cls {
-            return Err(EvalError::IndexOutOfRange { what: "labels", index: label, bound: n_cls });
+    for (i, labels) in accepted.iter().enumerate() {
+        if let Some(&bad) = labels.iter().find(|&&l| l >= n_cls) {
+            return Err(EvalError::IndexOutOfRange { what: "labels", index: bad, bound: n_cls });
         }
         let im = images.row(i);
         scores.iter_mut().enumerate().for_each(|(c, s)| *s = dot(im, classes.row(c)));
-        let above = scores.iter().filter(|&&s| s > scores[label]).count();
+        let Some(best) = labels.iter().map(|&l| scores[l]).reduce(f32::max) else {
+            return Err(EvalError::Invalid(format!("image {i} has no label")));
+        };
+        let above = scores.iter().filter(|&&s| s > best).count();
         hit1 += usize::from(above < 1);
         hit5 += usize::from(above < 5);
     }
-    let n = labels.len() as f64;
+    let n = accepted.len() as f64;
     Ok(ZeroShotReport {
         top1: 100.0 * hit1 as f64 / n,
         top5: (n_cls >= 5).then(|| 100.0 * hit5 as f64 / n),
-        images: labels.len(),
+        images: accepted.len(),
         classes: n_cls,
     })
 }
@@ -110,6 +126,10 @@ mod tests {
         assert_eq!(r.top5, None);
         assert!(zero_shot_accuracy(i, p, 2, &[0, 1, 2]).is_err());
         assert!(zero_shot_accuracy(i, p, 3, &[0, 1, 1]).is_err());
+        // Any of several labels: the third image (class 0 wins) is a hit once 0 is accepted.
+        let any = zero_shot_accuracy_any(i, p, 2, &[&[0], &[1], &[1, 0]]).unwrap();
+        assert_eq!(any.top1, 100.0);
+        assert!(zero_shot_accuracy_any(i, p, 2, &[&[0], &[1], &[]]).is_err());
     }
 
     #[test]

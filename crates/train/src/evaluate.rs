@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use dissect_data::{DatasetManifest, PreprocessConfig, TextTokenizer, load_all};
+use dissect_data::{DatasetManifest, PreprocessConfig, SampleMeta, TextTokenizer, load_all};
 use dissect_eval::{
     EvalReport, Features, RetrievalTargets, clip_score_matched_vs_random, default_threads, retrieval_metrics,
-    zero_shot_accuracy,
+    zero_shot_accuracy_any,
 };
 use dissect_model::burn::tensor::{Device, Int, Tensor, TensorData};
 use dissect_model::{Clip, ClipConfig};
@@ -20,10 +20,13 @@ pub struct EvalSet {
     images: Vec<f32>,
     image_len: usize,
     captions: Vec<String>,
+    /// Each sample's scene, when the data describes it (noisy-shapes' `objects`).
+    scenes: Option<Vec<String>>,
     tokens: Vec<u32>,
     eot: Vec<usize>,
     context_len: usize,
-    labels: Option<Vec<usize>>,
+    /// Every correct class of each image: its class, or the shape of each of its objects.
+    labels: Option<Vec<Vec<usize>>>,
     prompt_tokens: Option<(Vec<u32>, Vec<usize>, usize)>,
 }
 
@@ -48,8 +51,8 @@ impl EvalSet {
         let captions: Vec<String> = samples.iter().map(|s| s.caption.clone()).collect();
         let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
         let encoded = tokenizer.encode_batch(&refs, model.text.context_length)?;
-        let labels: Option<Vec<usize>> =
-            samples.iter().map(|s| s.meta.class.map(|c| c as usize)).collect::<Option<Vec<_>>>();
+        let scenes: Option<Vec<String>> = samples.iter().map(|s| scene_objects(&s.meta).map(scene_key)).collect();
+        let labels: Option<Vec<Vec<usize>>> = samples.iter().map(|s| accepted_classes(&s.meta)).collect();
         let prompts = manifest.prompts();
         let templates = manifest.templates.len();
         let prompt_tokens = if labels.is_some() && !prompts.is_empty() && templates > 0 {
@@ -63,6 +66,7 @@ impl EvalSet {
             images,
             image_len,
             captions,
+            scenes,
             tokens: encoded.ids,
             eot: encoded.eot_positions,
             context_len: model.text.context_length,
@@ -106,6 +110,13 @@ impl EvalSet {
         let text_image: Vec<usize> = (0..n).collect();
         let targets = RetrievalTargets::from_captions(n, &text_image, &self.captions)?;
         let retrieval = retrieval_metrics(img, txt, &targets, default_threads())?;
+        let retrieval_scene = match &self.scenes {
+            Some(scenes) => {
+                let targets = RetrievalTargets::from_captions(n, &text_image, scenes)?;
+                Some(retrieval_metrics(img, txt, &targets, default_threads())?)
+            }
+            None => None,
+        };
         let clipscore = clip_score_matched_vs_random(img, txt, seed)?;
         let zero_shot = match (&self.labels, &self.prompt_tokens) {
             (Some(labels), Some((tokens, eot, templates))) => {
@@ -116,11 +127,43 @@ impl EvalSet {
                     prompt_features.extend(encode_text(model, tokens, eot, self.context_len, start, end, device)?);
                 }
                 let prompts = Features::new("prompt features", &prompt_features, dim)?;
-                Some(zero_shot_accuracy(img, prompts, *templates, labels)?)
+                let accepted: Vec<&[usize]> = labels.iter().map(Vec::as_slice).collect();
+                Some(zero_shot_accuracy_any(img, prompts, *templates, &accepted)?)
             }
             _ => None,
         };
-        Ok(EvalReport { retrieval, zero_shot, clipscore, images: n, texts: n })
+        Ok(EvalReport { retrieval, retrieval_scene, zero_shot, clipscore, images: n, texts: n })
+    }
+}
+
+/// The `objects` a sample's metadata lists (noisy-shapes writes them), each as its fields.
+fn scene_objects(meta: &SampleMeta) -> Option<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let objects = meta.extra.get("objects")?.as_array()?;
+    objects.iter().map(|o| o.as_object().cloned()).collect()
+}
+
+/// A scene as a string equal for equal scenes: its objects, each with its fields in name
+/// order (serde_json's maps are sorted), in a canonical order.
+fn scene_key(objects: Vec<serde_json::Map<String, serde_json::Value>>) -> String {
+    let mut parts: Vec<String> = objects.into_iter().map(|o| serde_json::Value::Object(o).to_string()).collect();
+    parts.sort();
+    parts.join(";")
+}
+
+/// Every class an image may be named by: the shape of each of its objects when it lists them
+/// (a scene of a circle and a star is a circle and a star; nothing marks one as first), else
+/// its class.
+fn accepted_classes(meta: &SampleMeta) -> Option<Vec<usize>> {
+    let shapes: Option<Vec<usize>> = scene_objects(meta).and_then(|objects| {
+        objects.iter().map(|o| o.get("shape").and_then(serde_json::Value::as_u64).map(|s| s as usize)).collect()
+    });
+    match shapes {
+        Some(mut shapes) if !shapes.is_empty() => {
+            shapes.sort_unstable();
+            shapes.dedup();
+            Some(shapes)
+        }
+        _ => meta.class.map(|c| vec![c as usize]),
     }
 }
 
@@ -144,4 +187,33 @@ fn encode_text(
 fn to_host(t: Tensor<2>) -> Result<Vec<f32>> {
     t.try_into_vec_as::<f32>()
         .map_err(|e| TrainError::Model(dissect_model::ModelError::Data(format!("reading features: {e:?}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(json: &str) -> SampleMeta {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn scenes_and_classes_from_noisy_shapes_metadata() {
+        let a = meta(
+            r#"{"class":3,"objects":[{"color":0,"position":2,"shape":3,"size":1},{"color":5,"position":0,"shape":1,"size":0}]}"#,
+        );
+        // The same scene with the objects listed the other way round and fields reordered.
+        let b = meta(
+            r#"{"class":1,"objects":[{"shape":1,"size":0,"color":5,"position":0},{"size":1,"shape":3,"color":0,"position":2}]}"#,
+        );
+        let c = meta(r#"{"class":3,"objects":[{"color":0,"position":2,"shape":3,"size":0}]}"#);
+        let key = |m: &SampleMeta| scene_objects(m).map(scene_key);
+        assert_eq!(key(&a), key(&b));
+        assert_ne!(key(&a), key(&c));
+        assert_eq!(accepted_classes(&a), Some(vec![1, 3]));
+        assert_eq!(accepted_classes(&c), Some(vec![3]));
+        // Data without objects: its class alone, or nothing.
+        assert_eq!(accepted_classes(&meta(r#"{"class":7}"#)), Some(vec![7]));
+        assert_eq!((key(&meta("{}")), accepted_classes(&meta("{}"))), (None, None));
+    }
 }
