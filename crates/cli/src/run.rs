@@ -342,8 +342,10 @@ mod tests {
             selected_noise_fraction: kept,
             data_noise_fraction: Some(0.4),
             wall_time_s: 1.0,
-            time_to_full_r1_s: None,
-            r1_curve: Vec::new(),
+            headline: "mean R@1".into(),
+            headline_value: None,
+            time_to_full_s: None,
+            headline_curve: Vec::new(),
         }
     }
 

@@ -120,6 +120,31 @@ pub struct DatasetManifest {
     pub noisy_count: u64,
     /// Seed the dataset was generated from.
     pub seed: u64,
+    /// The metric a comparison on this data ranks by and measures "time to reach full" with.
+    #[serde(default)]
+    pub headline: HeadlineMetric,
+}
+
+/// What "better" means on a dataset: caption data is about retrieval, class-caption data
+/// (every caption is a class name in a template) about naming the class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadlineMetric {
+    /// `(TR R@1 + IR R@1) / 2` on the held-out pairs.
+    #[default]
+    MeanR1,
+    /// Zero-shot top-1 accuracy over the dataset's classes.
+    ZeroShotTop1,
+}
+
+impl HeadlineMetric {
+    /// The metric's name in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            HeadlineMetric::MeanR1 => "mean R@1",
+            HeadlineMetric::ZeroShotTop1 => "zero-shot top-1",
+        }
+    }
 }
 
 impl DatasetManifest {
@@ -152,6 +177,7 @@ impl DatasetManifest {
             noise_rate: 0.0,
             noisy_count: 0,
             seed: 0,
+            headline: HeadlineMetric::MeanR1,
         }
     }
 
@@ -238,7 +264,7 @@ pub fn generate(opts: &GenerateOptions) -> Result<DatasetManifest> {
     }
     // Distinct streams for train/test/noise so changing one size never changes the others.
     let seed_of = |k: u64| opts.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(k);
-    let (mut train, test, image_size, class_names, templates) = match opts.benchmark {
+    let (mut train, test, image_size, class_names, templates, headline) = match opts.benchmark {
         Benchmark::NoisyShapes => {
             let size = opts.image_size.unwrap_or(32);
             if !(8..=1024).contains(&size) {
@@ -250,6 +276,7 @@ pub fn generate(opts: &GenerateOptions) -> Result<DatasetManifest> {
                 size,
                 shapes::SHAPES.to_vec(),
                 shapes::ZERO_SHOT_TEMPLATES.to_vec(),
+                HeadlineMetric::MeanR1,
             )
         }
         Benchmark::FashionMnist => {
@@ -261,6 +288,8 @@ pub fn generate(opts: &GenerateOptions) -> Result<DatasetManifest> {
                 opts.image_size.unwrap_or(28),
                 fmnist::CLASS_NAMES.to_vec(),
                 fmnist::ZERO_SHOT_TEMPLATES.to_vec(),
+                // Its captions are class names in templates: retrieval among them is ambiguous.
+                HeadlineMetric::ZeroShotTop1,
             )
         }
     };
@@ -290,6 +319,7 @@ pub fn generate(opts: &GenerateOptions) -> Result<DatasetManifest> {
         noise_rate: opts.noise_rate,
         noisy_count: report.noisy.len() as u64,
         seed: opts.seed,
+        headline,
     };
     manifest.save(&opts.out)?;
     Ok(manifest)
@@ -324,6 +354,11 @@ mod tests {
         let back = DatasetManifest::load(d1.path()).unwrap();
         assert_eq!(back, m);
         assert_eq!(m.prompts()[0][2], "a picture of a circle");
+        assert_eq!(m.headline, HeadlineMetric::MeanR1);
+        // A dataset.json written before the field existed reads as mean R@1.
+        let mut old: serde_json::Value = serde_json::to_value(&m).unwrap();
+        old.as_object_mut().unwrap().remove("headline");
+        assert_eq!(serde_json::from_value::<DatasetManifest>(old).unwrap().headline, HeadlineMetric::MeanR1);
         o.out = d2.path().to_path_buf();
         generate(&o).unwrap();
         for f in ["train-000000.tar", "train-000002.tar", "test-000000.tar", "train.index.json"] {
@@ -351,6 +386,7 @@ mod tests {
             Ok(m) => {
                 assert_eq!((m.train_size, m.test_size, m.noisy_count), (300, 100, 60));
                 assert_eq!(m.class_names.len(), 10);
+                assert_eq!(m.headline, HeadlineMetric::ZeroShotTop1);
                 let t = read_all(&m.test_set(d.path()).unwrap());
                 let img = image::load_from_memory(&t[0].image.as_ref().unwrap().1).unwrap();
                 assert_eq!((img.width(), img.height()), (28, 28));

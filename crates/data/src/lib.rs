@@ -15,7 +15,7 @@ mod shapes;
 mod shard;
 mod tokenizer;
 
-pub use benchmarks::{Benchmark, DatasetManifest, GenerateOptions, MANIFEST_FILE, generate};
+pub use benchmarks::{Benchmark, DatasetManifest, GenerateOptions, HeadlineMetric, MANIFEST_FILE, generate};
 pub use brace::expand_braces;
 pub use error::{DataError, Result};
 pub use inspect::{CAPTION_BUCKETS, InspectReport, inspect};

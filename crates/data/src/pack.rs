@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::benchmarks::DatasetManifest;
+use crate::benchmarks::{DatasetManifest, HeadlineMetric};
 use crate::error::{DataError, Result};
 use crate::noise::inject_noise;
 use crate::preprocess::decode;
@@ -173,6 +173,9 @@ pub fn pack(opts: &PackOptions) -> Result<PackReport> {
             noise_rate: opts.noise_rate,
             noisy_count: noisy,
             seed: opts.seed,
+            // Packed captions are the user's own; set `headline` in dataset.json to
+            // `zero_shot_top1` for data whose captions are class names in templates.
+            headline: HeadlineMetric::MeanR1,
         };
         manifest.save(&tmp)?;
         Ok(manifest)

@@ -8,7 +8,7 @@
 //! - [`clip_score_matched_vs_random`]: mean CLIPScore of matched vs shifted pairs.
 //! - Noise detection of a selection strategy: [`noise_detection`], [`roc_auc`].
 //! - [`EvalReport`]: the held-out report; [`StrategyResult`], [`to_markdown`]: the comparison
-//!   table; [`Histogram`]; report plots (PNG + SVG, bundled font): [`plot_r1_vs_time`] and
+//!   table; [`Histogram`]; report plots (PNG + SVG, bundled font): [`plot_headline_vs_time`] and
 //!   the other `plot_*` functions.
 #![warn(missing_docs)]
 
@@ -30,8 +30,9 @@ pub use features::{Features, dot, normalize};
 pub use histogram::Histogram;
 pub use noise::{NoiseDetection, Visit, noise_detection, noise_detection_per_epoch, roc_auc};
 pub use plots::{
-    EpochHistogram, EpochScoreSummary, NamedCurve, PlotFiles, ScoreTrajectories, plot_noise_fraction, plot_r1_vs_time,
-    plot_score_trajectories, plot_selected_histograms, score_trajectories, selected_histograms, summarize_scores,
+    EpochHistogram, EpochScoreSummary, NamedCurve, PlotFiles, ScoreTrajectories, plot_headline_vs_time,
+    plot_noise_fraction, plot_score_trajectories, plot_selected_histograms, score_trajectories, selected_histograms,
+    summarize_scores,
 };
 pub use report::EvalReport;
 pub use retrieval::{
@@ -39,5 +40,7 @@ pub use retrieval::{
     retrieval_ranks,
 };
 pub use seeds::{SeedSummary, Spread, seeds_to_markdown, summarize_seeds};
-pub use table::{FULL_STRATEGY, StrategyResult, fill_time_to_full, from_json, time_to_reach, to_json, to_markdown};
+pub use table::{
+    FULL_STRATEGY, StrategyResult, fill_time_to_full, from_json, headline_label, time_to_reach, to_json, to_markdown,
+};
 pub use zeroshot::{ZeroShotReport, class_embeddings, zero_shot_accuracy, zero_shot_accuracy_any};

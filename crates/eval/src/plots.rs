@@ -151,9 +151,9 @@ pub struct NamedCurve {
 }
 
 impl NamedCurve {
-    /// `(wall time, mean R@1)` curves of comparison rows.
-    pub fn r1_curves(results: &[StrategyResult]) -> Vec<NamedCurve> {
-        results.iter().map(|r| NamedCurve { name: r.strategy.clone(), points: r.r1_curve.clone() }).collect()
+    /// `(wall time, headline metric)` curves of comparison rows.
+    pub fn headline_curves(results: &[StrategyResult]) -> Vec<NamedCurve> {
+        results.iter().map(|r| NamedCurve { name: r.strategy.clone(), points: r.headline_curve.clone() }).collect()
     }
 
     /// `(epoch, selected-noise fraction)` from per-epoch detection metrics (epochs without a
@@ -385,10 +385,12 @@ fn draw_histograms<DB: DrawingBackend>(
     Ok(())
 }
 
-/// (c) Test mean R@1 against wall time, one line per strategy.
-pub fn plot_r1_vs_time(stem: &Path, curves: &[NamedCurve], title: &str) -> Result<PlotFiles> {
+/// (c) The dataset's headline metric (`metric`, e.g. "mean R@1") against wall time, one line
+/// per strategy.
+pub fn plot_headline_vs_time(stem: &Path, curves: &[NamedCurve], title: &str, metric: &str) -> Result<PlotFiles> {
     check_curves(curves)?;
-    render_both!(stem, (900, 600), draw_lines(curves, title, "wall time (s)", "test R@1 (%)", None, 1.0))
+    let y_label = format!("test {metric} (%)");
+    render_both!(stem, (900, 600), draw_lines(curves, title, "wall time (s)", &y_label, None, 1.0))
 }
 
 /// (d) Noise fraction of the selected set per epoch, one line per strategy, with the data's

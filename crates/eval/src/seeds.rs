@@ -1,6 +1,6 @@
 //! A comparison run with several seeds: every column as mean ± standard deviation with its
-//! spread, and a mark on each strategy whose headline metric lies within the `full` run's
-//! spread (a difference the seeds cannot settle).
+//! spread, and a mark on each strategy whose headline metric's range overlaps the `full`
+//! run's (a difference the seeds cannot settle).
 
 use serde::{Deserialize, Serialize};
 
@@ -53,20 +53,24 @@ pub struct SeedSummary {
     pub tr: [Option<Spread>; 3],
     /// Final text→image R@1, R@5, R@10 (%).
     pub ir: [Option<Spread>; 3],
-    /// Final mean R@1 `(TR R@1 + IR R@1) / 2` (%), the headline of caption data.
+    /// Final mean R@1 `(TR R@1 + IR R@1) / 2` (%).
     pub mean_r1: Option<Spread>,
+    /// The dataset's headline metric, as tables name it.
+    pub headline: String,
+    /// Its final value (%).
+    pub headline_value: Option<Spread>,
     /// Zero-shot top-1 (%), on data with class names.
     pub zero_shot: Option<Spread>,
     /// Noisy share of the selected rows (%).
     pub selected_noise: Option<Spread>,
     /// Training wall time (s).
     pub wall_time_s: Option<Spread>,
-    /// Time to the same seed's `full` final mean R@1 (s), over the seeds that reached it.
-    pub time_to_full_r1_s: Option<Spread>,
-    /// Seeds whose run reached the same seed's `full` final mean R@1.
+    /// Time to the same seed's `full` final headline (s), over the seeds that reached it.
+    pub time_to_full_s: Option<Spread>,
+    /// Seeds whose run reached the same seed's `full` final headline.
     pub reached_full: usize,
-    /// Whether the mean R@1 range overlaps the `full` strategy's (`None` for `full` itself or
-    /// without a `full` row): a difference within the seed spread.
+    /// Whether the headline's range overlaps the `full` strategy's (`None` for `full` itself
+    /// or without a `full` row): a difference within the seed spread.
     pub within_full_spread: Option<bool>,
 }
 
@@ -82,10 +86,10 @@ pub fn summarize_seeds(runs: &[Vec<StrategyResult>]) -> Vec<SeedSummary> {
             summary(&r.strategy, &rows)
         })
         .collect();
-    let full = rows.iter().find(|r| r.strategy == FULL_STRATEGY).and_then(|r| r.mean_r1);
+    let full = rows.iter().find(|r| r.strategy == FULL_STRATEGY).and_then(|r| r.headline_value);
     for row in &mut rows {
         if row.strategy != FULL_STRATEGY {
-            row.within_full_spread = full.zip(row.mean_r1).map(|(f, m)| m.overlaps(&f));
+            row.within_full_spread = full.zip(row.headline_value).map(|(f, m)| m.overlaps(&f));
         }
     }
     rows
@@ -102,11 +106,13 @@ fn summary(strategy: &str, rows: &[&StrategyResult]) -> SeedSummary {
         tr: [column(&|r| Some(tr(r).r1)), column(&|r| Some(tr(r).r5)), column(&|r| Some(tr(r).r10))],
         ir: [column(&|r| Some(ir(r).r1)), column(&|r| Some(ir(r).r5)), column(&|r| Some(ir(r).r10))],
         mean_r1: column(&|r| Some(r.mean_r1())),
+        headline: rows.first().map_or_else(|| "mean R@1".to_string(), |r| r.headline.clone()),
+        headline_value: column(&|r| Some(r.final_headline())),
         zero_shot: column(&|r| r.eval.zero_shot_top1()),
         selected_noise: column(&|r| r.selected_noise_fraction.map(|f| 100.0 * f)),
         wall_time_s: column(&|r| Some(r.wall_time_s)),
-        time_to_full_r1_s: column(&|r| r.time_to_full_r1_s),
-        reached_full: rows.iter().filter(|r| r.time_to_full_r1_s.is_some()).count(),
+        time_to_full_s: column(&|r| r.time_to_full_s),
+        reached_full: rows.iter().filter(|r| r.time_to_full_s.is_some()).count(),
         within_full_spread: None,
     }
 }
@@ -115,31 +121,32 @@ fn cell(spread: Option<Spread>) -> String {
     spread.map_or_else(|| "—".to_string(), |s| format!("{:.1} ± {:.1}", s.mean, s.sd))
 }
 
-/// Markdown table of the summaries: mean ± sd per column, the mean R@1 range, and `≈ full`
-/// on strategies whose mean R@1 range overlaps the `full` run's.
+/// Markdown table of the summaries: mean ± sd per column, the headline metric with its
+/// range, and `≈ full` on strategies whose headline range overlaps the `full` run's.
 pub fn seeds_to_markdown(rows: &[SeedSummary]) -> String {
     let seeds = rows.iter().map(|r| r.seeds).max().unwrap_or(0);
+    let headline = rows.first().map_or("mean R@1", |r| r.headline.as_str());
     let mut s = format!(
-        "Mean ± sd over {seeds} seeds (sample sd); range = min–max of the mean R@1 over seeds; \
-         ≈ full: the range overlaps full's, so the seeds do not separate the two.\n\n\
-         | Strategy | TR R@1 | TR R@5 | TR R@10 | IR R@1 | IR R@5 | IR R@10 | Mean R@1 (range) | Zero-shot | \
-         Selected noise % | Wall time (s) | Time to full R@1 (s) |\n\
+        "Mean ± sd over {seeds} seeds (sample sd); headline metric: {headline}, with its range (min–max over \
+         seeds); ≈ full: the range overlaps full's, so the seeds do not separate the two.\n\n\
+         | Strategy | TR R@1 | TR R@5 | TR R@10 | IR R@1 | IR R@5 | IR R@10 | Zero-shot | {headline} (range) | \
+         Selected noise % | Wall time (s) | Time to full {headline} (s) |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for r in rows {
         let name = r.strategy.replace('|', "\\|");
         let mark = if r.within_full_spread == Some(true) { " ≈ full" } else { "" };
-        let mean_r1 = r.mean_r1.map_or_else(
+        let value = r.headline_value.map_or_else(
             || "—".to_string(),
             |m| format!("{:.1} ± {:.1} ({:.1}–{:.1}){mark}", m.mean, m.sd, m.min, m.max),
         );
-        let time_to_full = match r.time_to_full_r1_s {
+        let time_to_full = match r.time_to_full_s {
             Some(t) => format!("{:.1} ± {:.1} ({}/{})", t.mean, t.sd, r.reached_full, r.seeds),
             None => format!("— (0/{})", r.seeds),
         };
         let cells: Vec<String> = r.tr.iter().chain(&r.ir).map(|c| cell(*c)).collect();
         s.push_str(&format!(
-            "| {name} | {} | {mean_r1} | {} | {} | {} | {time_to_full} |\n",
+            "| {name} | {} | {} | {value} | {} | {} | {time_to_full} |\n",
             cells.join(" | "),
             cell(r.zero_shot),
             cell(r.selected_noise),
@@ -176,8 +183,10 @@ mod tests {
             selected_noise_fraction: Some(0.25),
             data_noise_fraction: Some(0.4),
             wall_time_s: wall,
-            time_to_full_r1_s: time_to_full,
-            r1_curve: Vec::new(),
+            headline: "mean R@1".into(),
+            headline_value: None,
+            time_to_full_s: time_to_full,
+            headline_curve: Vec::new(),
         }
     }
 
@@ -218,12 +227,12 @@ mod tests {
         assert_eq!(full.within_full_spread, None);
         assert_eq!(rows[1].within_full_spread, Some(false)); // 5–7 vs 11–15
         assert_eq!(rows[2].within_full_spread, Some(true)); // 10–14 vs 11–15
-        assert_eq!((rows[2].reached_full, rows[2].time_to_full_r1_s.unwrap().mean), (1, 40.0));
+        assert_eq!((rows[2].reached_full, rows[2].time_to_full_s.unwrap().mean), (1, 40.0));
         assert_eq!(rows[1].selected_noise.unwrap().mean, 25.0);
         let md = seeds_to_markdown(&rows);
-        assert!(md.contains("over 2 seeds"), "{md}");
+        assert!(md.contains("over 2 seeds") && md.contains("headline metric: mean R@1"), "{md}");
         assert!(md.contains("| clipscore | 11.0 ± 2.8 |"), "{md}");
-        assert!(md.contains("12.0 ± 2.8 (10.0–14.0) ≈ full"), "{md}");
+        assert!(md.contains("| — | 12.0 ± 2.8 (10.0–14.0) ≈ full |"), "{md}");
         assert!(md.contains("| random |") && md.contains("— (0/2)"), "{md}");
         assert!(!md.lines().find(|l| l.starts_with("| random")).unwrap().contains('≈'));
     }

@@ -5,8 +5,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{EvalError, Result};
 use crate::report::EvalReport;
 
-/// Name of the full-data baseline whose final mean R@1 is the time-to-accuracy target.
+/// Name of the full-data baseline whose final headline metric is the time-to-accuracy target.
 pub const FULL_STRATEGY: &str = "full";
+
+fn mean_r1_label() -> String {
+    "mean R@1".into()
+}
 
 /// One row of the comparison: final test metrics of one strategy's run.
 /// Recalls and zero-shot are percentages (0–100); noise fractions are 0–1.
@@ -24,18 +28,29 @@ pub struct StrategyResult {
     pub data_noise_fraction: Option<f64>,
     /// Training wall time (evaluation excluded), seconds.
     pub wall_time_s: f64,
-    /// Filled by [`fill_time_to_full`].
+    /// The dataset's headline metric, as tables name it ("mean R@1", "zero-shot top-1").
+    #[serde(default = "mean_r1_label")]
+    pub headline: String,
+    /// Its final value (`None`: the mean R@1, as tables written before the field held).
     #[serde(default)]
-    pub time_to_full_r1_s: Option<f64>,
-    /// Per-epoch `(wall time in s, mean test R@1 = (TR R@1 + IR R@1) / 2)`, in time order.
-    #[serde(default)]
-    pub r1_curve: Vec<(f64, f64)>,
+    pub headline_value: Option<f64>,
+    /// Filled by [`fill_time_to_full`]: when the headline first reached `full`'s final one.
+    #[serde(default, alias = "time_to_full_r1_s")]
+    pub time_to_full_s: Option<f64>,
+    /// Per-epoch `(wall time in s, headline metric)`, in time order.
+    #[serde(default, alias = "r1_curve")]
+    pub headline_curve: Vec<(f64, f64)>,
 }
 
 impl StrategyResult {
     /// The final `(TR R@1 + IR R@1) / 2`.
     pub fn mean_r1(&self) -> f64 {
         self.eval.mean_r1()
+    }
+
+    /// The final value of the headline metric.
+    pub fn final_headline(&self) -> f64 {
+        self.headline_value.unwrap_or_else(|| self.mean_r1())
     }
 }
 
@@ -44,12 +59,13 @@ pub fn time_to_reach(curve: &[(f64, f64)], target: f64) -> Option<f64> {
     curve.iter().find(|p| p.1 >= target).map(|p| p.0)
 }
 
-/// Sets every row's `time_to_full_r1_s` to the first time its curve reaches the `full` row's
-/// final mean R@1. Returns that target, or `None` (and clears the column) without a `full` row.
+/// Sets every row's `time_to_full_s` to the first time its headline curve reaches the `full`
+/// row's final headline. Returns that target, or `None` (and clears the column) without a
+/// `full` row.
 pub fn fill_time_to_full(results: &mut [StrategyResult]) -> Option<f64> {
-    let target = results.iter().find(|r| r.strategy == FULL_STRATEGY).map(StrategyResult::mean_r1);
+    let target = results.iter().find(|r| r.strategy == FULL_STRATEGY).map(StrategyResult::final_headline);
     for r in results.iter_mut() {
-        r.time_to_full_r1_s = target.and_then(|t| time_to_reach(&r.r1_curve, t));
+        r.time_to_full_s = target.and_then(|t| time_to_reach(&r.headline_curve, t));
     }
     target
 }
@@ -63,13 +79,14 @@ fn opt(v: Option<f64>, scale: f64) -> String {
 }
 
 /// Markdown table: rows are strategies; columns TR R@1/5/10, IR R@1/5/10, zero-shot,
-/// selected-noise %, wall time, time to the full run's final R@1 ("—" when not reached or
-/// not available).
+/// selected-noise %, wall time, time to the full run's final headline metric ("—" when not
+/// reached or not available).
 pub fn to_markdown(results: &[StrategyResult]) -> String {
-    let mut s = String::from(
+    let mut s = format!(
         "| Strategy | TR R@1 | TR R@5 | TR R@10 | IR R@1 | IR R@5 | IR R@10 | Zero-shot | \
-         Selected noise % | Wall time (s) | Time to full R@1 (s) |\n\
+         Selected noise % | Wall time (s) | Time to full {} (s) |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        headline_label(results)
     );
     for r in results {
         // Pipes inside a strategy name would break the table layout.
@@ -86,13 +103,18 @@ pub fn to_markdown(results: &[StrategyResult]) -> String {
             opt(r.eval.zero_shot_top1(), 1.0),
             opt(r.selected_noise_fraction, 100.0),
             num(r.wall_time_s),
-            opt(r.time_to_full_r1_s, 1.0),
+            opt(r.time_to_full_s, 1.0),
         ));
     }
     if let Some(rate) = results.iter().find_map(|r| r.data_noise_fraction) {
         s.push_str(&format!("\nData noise rate: {:.1} %\n", rate * 100.0));
     }
     s
+}
+
+/// The headline metric the rows share (the first row's; "mean R@1" for none).
+pub fn headline_label(results: &[StrategyResult]) -> &str {
+    results.first().map_or("mean R@1", |r| r.headline.as_str())
 }
 
 /// The table as pretty JSON (a list of [`StrategyResult`]).
@@ -135,8 +157,10 @@ mod tests {
             selected_noise_fraction: Some(0.123),
             data_noise_fraction: Some(0.4),
             wall_time_s: 10.0,
-            time_to_full_r1_s: None,
-            r1_curve: curve,
+            headline: "mean R@1".into(),
+            headline_value: None,
+            time_to_full_s: None,
+            headline_curve: curve,
         }
     }
 
@@ -148,9 +172,9 @@ mod tests {
             row("random", 10.0, 10.0, vec![(3.0, 5.0), (6.0, 10.0)]),
         ];
         assert_eq!(fill_time_to_full(&mut rs), Some(25.0));
-        assert_eq!(rs[0].time_to_full_r1_s, Some(10.0));
-        assert_eq!(rs[1].time_to_full_r1_s, Some(6.0));
-        assert_eq!(rs[2].time_to_full_r1_s, None);
+        assert_eq!(rs[0].time_to_full_s, Some(10.0));
+        assert_eq!(rs[1].time_to_full_s, Some(6.0));
+        assert_eq!(rs[2].time_to_full_s, None);
         let md = to_markdown(&rs);
         assert!(md.contains("| dissect-momentum | 32.0 | 50.0 | 60.0 | 24.0 | 40.0 | 55.5 | — | 12.3 | 10.0 | 6.0 |"));
         assert!(md.contains("| random | 10.0 |"));
@@ -161,6 +185,6 @@ mod tests {
         // Without a full row the column is cleared.
         let mut no_full = rs[1..].to_vec();
         assert_eq!(fill_time_to_full(&mut no_full), None);
-        assert!(no_full.iter().all(|r| r.time_to_full_r1_s.is_none()));
+        assert!(no_full.iter().all(|r| r.time_to_full_s.is_none()));
     }
 }

@@ -47,7 +47,7 @@ fn all_plots_write_png_and_svg() -> anyhow::Result<()> {
         NamedCurve { name: "full".into(), points: vec![(10.0, 5.0), (20.0, 12.0), (30.0, 18.0)] },
         NamedCurve { name: "dissect-momentum".into(), points: vec![(6.0, 6.0), (12.0, 15.0), (18.0, 21.0)] },
     ];
-    check(&plot_r1_vs_time(&out.join("c/r1_vs_time"), &curves, "Test R@1 vs wall time")?)?;
+    check(&plot_headline_vs_time(&out.join("c/r1_vs_time"), &curves, "Test R@1 vs wall time", "mean R@1")?)?;
 
     let noise = vec![
         NamedCurve { name: "random".into(), points: vec![(0.0, 0.4), (1.0, 0.41), (2.0, 0.39)] },
@@ -56,7 +56,7 @@ fn all_plots_write_png_and_svg() -> anyhow::Result<()> {
     check(&plot_noise_fraction(&out.join("d/noise"), &noise, Some(0.4), "Noise in the selected set")?)?;
 
     // Empty input is an error, not a panic.
-    assert!(plot_r1_vs_time(&out.join("e"), &[], "x").is_err());
+    assert!(plot_headline_vs_time(&out.join("e"), &[], "x", "mean R@1").is_err());
     assert!(plot_score_trajectories(&out.join("e"), &ScoreTrajectories::default(), "x").is_err());
     Ok(())
 }

@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use dissect_data::{DatasetManifest, HeadlineMetric};
 use dissect_eval::{
-    NamedCurve, ScoreTrajectories, SeedSummary, StrategyResult, fill_time_to_full, plot_noise_fraction,
-    plot_r1_vs_time, plot_score_trajectories, plot_selected_histograms, seeds_to_markdown, summarize_seeds, to_json,
-    to_markdown,
+    EvalReport, NamedCurve, ScoreTrajectories, SeedSummary, StrategyResult, fill_time_to_full, plot_headline_vs_time,
+    plot_noise_fraction, plot_score_trajectories, plot_selected_histograms, seeds_to_markdown, summarize_seeds,
+    to_json, to_markdown,
 };
 use dissect_select::Strategy;
 
@@ -57,9 +58,22 @@ fn mean_selected_noise(outcome: &RunOutcome, from: u32) -> (Option<f64>, Option<
     (Some(values.iter().map(|v| v.0).sum::<f64>() / n), Some(values.iter().map(|v| v.1).sum::<f64>() / n))
 }
 
+/// The value of `metric` in a held-out report (`None`: zero-shot on data without classes).
+fn headline_of(metric: HeadlineMetric, eval: &EvalReport) -> Option<f64> {
+    match metric {
+        HeadlineMetric::MeanR1 => Some(eval.mean_r1()),
+        HeadlineMetric::ZeroShotTop1 => eval.zero_shot_top1(),
+    }
+}
+
 /// The comparison row of a finished run: its final evaluation, the mean selected-noise share
-/// over the epochs from `noise_from_epoch` on, its wall time and R@1 curve.
-pub fn strategy_result(outcome: &RunOutcome, noise_from_epoch: u32) -> Result<StrategyResult> {
+/// over the epochs from `noise_from_epoch` on, its wall time and the curve of the dataset's
+/// headline metric.
+pub fn strategy_result(
+    outcome: &RunOutcome,
+    noise_from_epoch: u32,
+    headline: HeadlineMetric,
+) -> Result<StrategyResult> {
     let eval = outcome
         .final_eval()
         .ok_or_else(|| TrainError::Config(format!("run {} has no evaluation to compare", outcome.run_dir.display())))?;
@@ -70,13 +84,23 @@ pub fn strategy_result(outcome: &RunOutcome, noise_from_epoch: u32) -> Result<St
         selected_noise_fraction: selected_noise,
         data_noise_fraction: data_noise,
         wall_time_s: outcome.train_time_s,
-        time_to_full_r1_s: None,
-        r1_curve: outcome
+        headline: headline.label().to_string(),
+        headline_value: headline_of(headline, eval),
+        time_to_full_s: None,
+        headline_curve: outcome
             .epochs
             .iter()
-            .filter_map(|e| e.eval.as_ref().map(|v| (e.train_time_s, v.mean_r1())))
+            .filter_map(|e| Some((e.train_time_s, headline_of(headline, e.eval.as_ref()?)?)))
             .collect(),
     })
+}
+
+/// The headline metric of the comparison's data: its `dataset.json`'s, mean R@1 for shards.
+fn headline_metric(base: &TrainConfig) -> Result<HeadlineMetric> {
+    if base.train_data.is_some() || base.data.as_os_str().is_empty() {
+        return Ok(HeadlineMetric::MeanR1);
+    }
+    Ok(DatasetManifest::load(&base.data)?.headline)
 }
 
 /// What a comparison reports as it goes, besides each run's own progress.
@@ -172,7 +196,8 @@ fn compare_one_seed(
 fn report(base: &TrainConfig, out: &Path, outcomes: Vec<RunOutcome>) -> Result<ComparisonReport> {
     // Noise is compared after DISSect's warm-up, when every strategy is really selecting.
     let from = base.selection.warmup_epochs;
-    let mut results = outcomes.iter().map(|o| strategy_result(o, from)).collect::<Result<Vec<_>>>()?;
+    let headline = headline_metric(base)?;
+    let mut results = outcomes.iter().map(|o| strategy_result(o, from, headline)).collect::<Result<Vec<_>>>()?;
     fill_time_to_full(&mut results);
     let markdown = to_markdown(&results);
     let table_md = out.join("table.md");
@@ -191,9 +216,12 @@ fn write_plots(out: &Path, results: &[StrategyResult], outcomes: &[RunOutcome]) 
         written.push(files.png);
         written.push(files.svg);
     };
-    let curves = NamedCurve::r1_curves(results);
+    let curves = NamedCurve::headline_curves(results);
     if curves.iter().any(|c| !c.points.is_empty()) {
-        push(plot_r1_vs_time(&dir.join("r1_vs_time"), &curves, "Test mean R@1 vs training wall time")?);
+        let metric = dissect_eval::headline_label(results);
+        let stem = if metric == HeadlineMetric::MeanR1.label() { "r1_vs_time" } else { "zero_shot_vs_time" };
+        let title = format!("Test {metric} vs training wall time");
+        push(plot_headline_vs_time(&dir.join(stem), &curves, &title, metric)?);
     }
     let noise: Vec<NamedCurve> = outcomes
         .iter()
@@ -230,4 +258,21 @@ fn write_plots(out: &Path, results: &[StrategyResult], outcomes: &[RunOutcome]) 
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_headline_comes_from_the_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut manifest = DatasetManifest::for_shards("train-{0..1}.tar", "test-0.tar", 32);
+        manifest.headline = HeadlineMetric::ZeroShotTop1;
+        manifest.save(dir.path()).unwrap();
+        let config = TrainConfig { data: dir.path().to_path_buf(), ..TrainConfig::default() };
+        assert_eq!(headline_metric(&config).unwrap(), HeadlineMetric::ZeroShotTop1);
+        let shards = TrainConfig { train_data: Some("x.tar".into()), ..config };
+        assert_eq!(headline_metric(&shards).unwrap(), HeadlineMetric::MeanR1);
+    }
 }

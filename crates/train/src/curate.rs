@@ -221,6 +221,7 @@ fn write_curated(state: &RunState, kept: &HashSet<u64>, dir: &Path) -> Result<Cu
         noise_rate: noisy_kept as f64 / train_index.end().max(1) as f64,
         noisy_count: noisy_kept,
         seed: source.seed,
+        headline: source.headline,
     };
     manifest.save(dir)?;
     let ranked_by = match state.strategy() {
