@@ -430,6 +430,9 @@ fn compare_with_seeds_reports_mean_and_sd() {
     for run in ["seed-3/full", "seed-3/random", "seed-4/full", "seed-4/random"] {
         assert!(dir.path().join("cmp").join(run).join("summary.json").is_file(), "{run}");
     }
+    for plot in ["headline_by_epoch", "selected_noise_by_epoch"] {
+        assert!(dir.path().join("cmp/plots").join(format!("{plot}.png")).is_file(), "{plot}");
+    }
     let summaries: Vec<dissect_eval::SeedSummary> =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("cmp/table.json")).unwrap()).unwrap();
     assert_eq!(

@@ -30,9 +30,9 @@ pub use features::{Features, dot, normalize};
 pub use histogram::Histogram;
 pub use noise::{NoiseDetection, Visit, noise_detection, noise_detection_per_epoch, roc_auc};
 pub use plots::{
-    EpochHistogram, EpochScoreSummary, NamedCurve, PlotFiles, ScoreTrajectories, plot_headline_vs_time,
-    plot_noise_fraction, plot_score_trajectories, plot_selected_histograms, score_trajectories, selected_histograms,
-    summarize_scores,
+    BandCurve, EpochHistogram, EpochScoreSummary, NamedCurve, PlotFiles, ScoreTrajectories, plot_headline_vs_time,
+    plot_noise_fraction, plot_score_trajectories, plot_seed_bands, plot_selected_histograms, score_trajectories,
+    selected_histograms, summarize_scores,
 };
 pub use report::EvalReport;
 pub use retrieval::{

@@ -150,6 +150,29 @@ pub struct NamedCurve {
     pub points: Vec<(f64, f64)>,
 }
 
+/// A curve over seeds: at each `x`, the mean and the sample standard deviation of `y`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BandCurve {
+    /// Legend label.
+    pub name: String,
+    /// `(x, mean, sd)`, in drawing order.
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+impl BandCurve {
+    /// The mean ± sd over `runs` (one curve per seed) of the `y` values that share an `x`.
+    pub fn over_seeds(name: &str, runs: &[Vec<(f64, f64)>]) -> BandCurve {
+        let mut by_x: BTreeMap<i64, (f64, Vec<f64>)> = BTreeMap::new();
+        for &(x, y) in runs.iter().flatten() {
+            // Epochs are whole numbers; the key only has to group equal ones.
+            by_x.entry((x * 1000.0).round() as i64).or_insert((x, Vec::new())).1.push(y);
+        }
+        let points =
+            by_x.into_values().filter_map(|(x, ys)| crate::seeds::Spread::of(&ys).map(|s| (x, s.mean, s.sd))).collect();
+        BandCurve { name: name.to_string(), points }
+    }
+}
+
 impl NamedCurve {
     /// `(wall time, headline metric)` curves of comparison rows.
     pub fn headline_curves(results: &[StrategyResult]) -> Vec<NamedCurve> {
@@ -390,7 +413,8 @@ fn draw_histograms<DB: DrawingBackend>(
 pub fn plot_headline_vs_time(stem: &Path, curves: &[NamedCurve], title: &str, metric: &str) -> Result<PlotFiles> {
     check_curves(curves)?;
     let y_label = format!("test {metric} (%)");
-    render_both!(stem, (900, 600), draw_lines(curves, title, "wall time (s)", &y_label, None, 1.0))
+    let axes = Axes { title, x: "wall time (s)", y: &y_label, reference: None, y_scale: 1.0 };
+    render_both!(stem, (900, 600), draw_lines(curves, &[], &axes))
 }
 
 /// (d) Noise fraction of the selected set per epoch, one line per strategy, with the data's
@@ -405,8 +429,40 @@ pub fn plot_noise_fraction(
     render_both!(
         stem,
         (900, 600),
-        draw_lines(curves, title, "epoch", "noisy pairs in selected set (%)", data_noise_rate, 100.0)
+        draw_lines(
+            curves,
+            &[],
+            &Axes {
+                title,
+                x: "epoch",
+                y: "noisy pairs in selected set (%)",
+                reference: data_noise_rate,
+                y_scale: 100.0
+            }
+        )
     )
+}
+
+/// (e) Curves over seeds: each strategy's mean per epoch with a shaded ±1 sd band.
+/// `y_desc` names the axis, `y_scale` maps data units to it (100 for fractions),
+/// `reference` draws a dashed line (the data's noise rate).
+pub fn plot_seed_bands(
+    stem: &Path,
+    bands: &[BandCurve],
+    title: &str,
+    y_desc: &str,
+    (reference, y_scale): (Option<f64>, f64),
+) -> Result<PlotFiles> {
+    let curves: Vec<NamedCurve> = bands
+        .iter()
+        .map(|b| NamedCurve {
+            name: format!("{} (mean ± sd)", b.name),
+            points: b.points.iter().map(|&(x, m, _)| (x, m)).collect(),
+        })
+        .collect();
+    check_curves(&curves)?;
+    let axes = Axes { title, x: "epoch", y: y_desc, reference, y_scale };
+    render_both!(stem, (900, 600), draw_lines(&curves, bands, &axes))
 }
 
 fn check_curves(curves: &[NamedCurve]) -> Result<()> {
@@ -416,26 +472,46 @@ fn check_curves(curves: &[NamedCurve]) -> Result<()> {
     Ok(())
 }
 
+/// Titles and options of a line chart.
+struct Axes<'a> {
+    title: &'a str,
+    x: &'a str,
+    y: &'a str,
+    /// A dashed horizontal reference (the data's noise rate), unscaled.
+    reference: Option<f64>,
+    /// Factor from data units to drawn units (100 for fractions drawn as percent).
+    y_scale: f64,
+}
+
+/// Lines, each with its ±sd band when `bands` has one at its index.
 fn draw_lines<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     curves: &[NamedCurve],
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    reference: Option<f64>,
-    y_scale: f64,
+    bands: &[BandCurve],
+    axes: &Axes<'_>,
 ) -> std::result::Result<(), String> {
+    let Axes { title, x: x_desc, y: y_desc, reference, y_scale } = *axes;
     root.fill(&WHITE).pe()?;
-    let pts = || curves.iter().flat_map(|c| c.points.iter());
+    let pts = || curves.iter().flat_map(|c| c.points.iter().copied());
+    let band_edges = || bands.iter().flat_map(|b| b.points.iter().flat_map(|&(x, m, sd)| [(x, m - sd), (x, m + sd)]));
     let (x0, x1) = padded(pts().map(|p| p.0));
     // Recall and noise fractions are non-negative: anchor the axis at 0, and leave headroom
     // above the data so the legend does not hide the curves.
-    let (lo, hi) = padded(pts().map(|p| p.1 * y_scale).chain(reference.map(|r| r * y_scale)));
+    let (lo, hi) = padded(pts().chain(band_edges()).map(|p| p.1 * y_scale).chain(reference.map(|r| r * y_scale)));
     let y0 = lo.min(0.0);
     let y1 = hi + 0.3 * (hi - y0);
     let mut chart = page_chart(root, title, (x0, x1), (y0, y1), (x_desc, y_desc))?;
     for (i, c) in curves.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
+        if let Some(band) = bands.get(i).filter(|b| !b.points.is_empty()) {
+            let outline: Vec<(f64, f64)> = band
+                .points
+                .iter()
+                .map(|&(x, m, sd)| (x, (m + sd) * y_scale))
+                .chain(band.points.iter().rev().map(|&(x, m, sd)| (x, (m - sd) * y_scale)))
+                .collect();
+            chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.2).filled()))).pe()?;
+        }
         let scaled: Vec<(f64, f64)> = c.points.iter().map(|p| (p.0, p.1 * y_scale)).collect();
         chart
             .draw_series(LineSeries::new(scaled.iter().copied(), color.stroke_width(3)))

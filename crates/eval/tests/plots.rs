@@ -55,6 +55,17 @@ fn all_plots_write_png_and_svg() -> anyhow::Result<()> {
     ];
     check(&plot_noise_fraction(&out.join("d/noise"), &noise, Some(0.4), "Noise in the selected set")?)?;
 
+    // Over seeds: epoch 0 in two runs (0.4, 0.6), epoch 1 in one (0.5).
+    let band = BandCurve::over_seeds("random", &[vec![(0.0, 0.4), (1.0, 0.5)], vec![(0.0, 0.6)]]);
+    assert_eq!(band.points.len(), 2);
+    let (x, mean, sd) = band.points[0];
+    assert!(x == 0.0 && (mean - 0.5).abs() < 1e-12 && (sd - 0.02f64.sqrt()).abs() < 1e-12);
+    assert_eq!(band.points[1], (1.0, 0.5, 0.0));
+    let bands =
+        vec![band, BandCurve::over_seeds("full", &[vec![(0.0, 0.4), (1.0, 0.4)], vec![(0.0, 0.4), (1.0, 0.45)]])];
+    check(&plot_seed_bands(&out.join("f/bands"), &bands, "Noise over seeds", "noisy pairs (%)", (Some(0.4), 100.0))?)?;
+    assert!(plot_seed_bands(&out.join("g"), &[], "x", "y", (None, 1.0)).is_err());
+
     // Empty input is an error, not a panic.
     assert!(plot_headline_vs_time(&out.join("e"), &[], "x", "mean R@1").is_err());
     assert!(plot_score_trajectories(&out.join("e"), &ScoreTrajectories::default(), "x").is_err());

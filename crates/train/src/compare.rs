@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use dissect_data::{DatasetManifest, HeadlineMetric};
 use dissect_eval::{
-    EvalReport, NamedCurve, ScoreTrajectories, SeedSummary, StrategyResult, fill_time_to_full, plot_headline_vs_time,
-    plot_noise_fraction, plot_score_trajectories, plot_selected_histograms, seeds_to_markdown, summarize_seeds,
-    to_json, to_markdown,
+    BandCurve, EvalReport, NamedCurve, ScoreTrajectories, SeedSummary, StrategyResult, fill_time_to_full,
+    plot_headline_vs_time, plot_noise_fraction, plot_score_trajectories, plot_seed_bands, plot_selected_histograms,
+    seeds_to_markdown, summarize_seeds, to_json, to_markdown,
 };
 use dissect_select::Strategy;
 
@@ -143,6 +143,7 @@ pub fn compare(
         }
     }
     let summaries = summarize_seeds(&per_seed.iter().map(|r| r.results.clone()).collect::<Vec<_>>());
+    let band_plots = write_seed_plots(out, strategies, &per_seed, headline_metric(base)?)?;
     let markdown = seeds_to_markdown(&summaries);
     let table_md = out.join("table.md");
     let table_json = out.join("table.json");
@@ -156,7 +157,7 @@ pub fn compare(
         markdown,
         table_md,
         table_json,
-        plots: Vec::new(),
+        plots: band_plots,
         outcomes: Vec::new(),
     };
     for seed in per_seed {
@@ -206,6 +207,66 @@ fn report(base: &TrainConfig, out: &Path, outcomes: Vec<RunOutcome>) -> Result<C
     write_atomic(&table_json, to_json(&results)?.as_bytes())?;
     let plots = write_plots(out, &results, &outcomes)?;
     Ok(ComparisonReport { results, summaries: Vec::new(), markdown, table_md, table_json, plots, outcomes })
+}
+
+/// Per strategy, the mean ± sd over seeds of the headline metric and of the selected-noise
+/// share at each epoch, as shaded bands under `out/plots/`.
+fn write_seed_plots(
+    out: &Path,
+    strategies: &[Strategy],
+    per_seed: &[ComparisonReport],
+    headline: HeadlineMetric,
+) -> Result<Vec<PathBuf>> {
+    let dir = out.join("plots");
+    std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+    // Runs of one strategy across seeds, each as its per-epoch summaries.
+    let runs = |strategy: Strategy| -> Vec<&RunOutcome> {
+        per_seed.iter().flat_map(|r| r.outcomes.iter().filter(move |o| o.strategy == strategy)).collect()
+    };
+    let mut headline_bands = Vec::new();
+    let mut noise_bands = Vec::new();
+    for &strategy in strategies {
+        let outcomes = runs(strategy);
+        let headline_runs: Vec<Vec<(f64, f64)>> = outcomes
+            .iter()
+            .map(|o| {
+                o.epochs
+                    .iter()
+                    .filter_map(|e| Some((f64::from(e.epoch), headline_of(headline, e.eval.as_ref()?)?)))
+                    .collect()
+            })
+            .collect();
+        let noise_runs: Vec<Vec<(f64, f64)>> = outcomes
+            .iter()
+            .map(|o| {
+                o.epochs.iter().filter_map(|e| Some((f64::from(e.epoch), e.noise?.selected_noise_fraction?))).collect()
+            })
+            .collect();
+        headline_bands.push(BandCurve::over_seeds(strategy.name(), &headline_runs));
+        noise_bands.push(BandCurve::over_seeds(strategy.name(), &noise_runs));
+    }
+    let seeds = per_seed.len();
+    let mut written = Vec::new();
+    let metric = headline.label();
+    if headline_bands.iter().any(|b| !b.points.is_empty()) {
+        let title = format!("Test {metric} per epoch over {seeds} seeds");
+        let files = plot_seed_bands(
+            &dir.join("headline_by_epoch"),
+            &headline_bands,
+            &title,
+            &format!("test {metric} (%)"),
+            (None, 1.0),
+        )?;
+        written.extend([files.png, files.svg]);
+    }
+    if noise_bands.iter().any(|b| !b.points.is_empty()) {
+        let rate = per_seed.first().and_then(|r| r.outcomes.first()).map(|o| o.data_noise_rate);
+        let title = format!("Noisy pairs among selected rows over {seeds} seeds");
+        let y = "noisy pairs in selected set (%)";
+        let files = plot_seed_bands(&dir.join("selected_noise_by_epoch"), &noise_bands, &title, y, (rate, 100.0))?;
+        written.extend([files.png, files.svg]);
+    }
+    Ok(written)
 }
 
 fn write_plots(out: &Path, results: &[StrategyResult], outcomes: &[RunOutcome]) -> Result<Vec<PathBuf>> {
