@@ -230,6 +230,9 @@ pub struct DemoArgs {
     out: PathBuf,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Seeds per strategy (--seed, --seed + 1, ...) [default: 3, and 1 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    seeds: Option<u32>,
 }
 
 /// The demo's settings, kept in one place so the README can quote them.
@@ -243,6 +246,8 @@ pub struct DemoPlan {
     pub lr: f64,
     /// Linear learning-rate warm-up steps.
     pub warmup_steps: u64,
+    /// Seeds per strategy: one seed cannot rank strategies at this scale.
+    pub seeds: u32,
 }
 
 pub fn demo_plan(quick: bool) -> DemoPlan {
@@ -256,6 +261,7 @@ pub fn demo_plan(quick: bool) -> DemoPlan {
             model: "micro",
             lr: 1e-3,
             warmup_steps: 4,
+            seeds: 1,
         }
     } else {
         DemoPlan {
@@ -268,6 +274,7 @@ pub fn demo_plan(quick: bool) -> DemoPlan {
             model: "micro",
             lr: 1e-3,
             warmup_steps: 50,
+            seeds: 3,
         }
     }
 }
@@ -306,14 +313,15 @@ pub fn demo(args: &DemoArgs) -> Result<ExitCode> {
     };
     // Every strategy but the oracles, which need a reference model.
     let strategies: Vec<Strategy> = Strategy::without_reference().collect();
+    let seeds = args.seeds.unwrap_or(plan.seeds);
     eprintln!(
-        "training the {} CLIP for {} epochs with {} strategies at r = 0.3 (batch {})",
+        "training the {} CLIP for {} epochs with {} strategies × {seeds} seeds at r = 0.3 (batch {})",
         plan.model,
         plan.epochs,
         strategies.len(),
         plan.batch_size
     );
-    run_comparison(&config, &strategies, 1, &args.out.join("compare"), true)
+    run_comparison(&config, &strategies, seeds, &args.out.join("compare"), true)
 }
 
 #[cfg(test)]
