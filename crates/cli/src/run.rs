@@ -7,7 +7,6 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use dissect_data::{Benchmark, DatasetManifest, GenerateOptions, PreprocessConfig, generate};
-use dissect_eval::StrategyResult;
 use dissect_select::Strategy;
 use dissect_train::{EvalSet, OptimConfig, RunOutcome, TrainConfig, load_trained};
 
@@ -173,9 +172,7 @@ fn run_comparison(
         return Ok(ExitCode::from(interrupt::exit_status()));
     };
     println!("\n{}", report.markdown);
-    // With several seeds, one reading per strategy: its mean over the seeds.
-    let readings = if report.summaries.is_empty() { report.results.clone() } else { seed_means(&report) };
-    for line in noise_readings(&readings) {
+    for line in noise_readings(&noise_shares(&report)) {
         println!("{line}");
     }
     println!("table: {} and {}", report.table_md.display(), report.table_json.display());
@@ -185,33 +182,36 @@ fn run_comparison(
     Ok(ExitCode::SUCCESS)
 }
 
-/// One row per strategy standing for its seeds: the first seed's row with the mean selected-noise
-/// share over the seeds (what [`noise_readings`] reads).
-fn seed_means(report: &dissect_train::ComparisonReport) -> Vec<StrategyResult> {
+/// `(strategy, selected-noise share, data-noise share)` of each run; with several seeds, one
+/// per strategy with its mean selected-noise share over the seeds.
+fn noise_shares(report: &dissect_train::ComparisonReport) -> Vec<(&str, Option<f64>, Option<f64>)> {
+    let data = |strategy: &str| report.results.iter().find(|r| r.strategy == strategy)?.data_noise_fraction;
+    if report.summaries.is_empty() {
+        return report
+            .results
+            .iter()
+            .map(|r| (r.strategy.as_str(), r.selected_noise_fraction, r.data_noise_fraction))
+            .collect();
+    }
     report
         .summaries
         .iter()
-        .filter_map(|summary| {
-            let mut row = report.results.iter().find(|r| r.strategy == summary.strategy)?.clone();
-            row.selected_noise_fraction = summary.selected_noise.map(|s| s.mean / 100.0);
-            Some(row)
-        })
+        .map(|s| (s.strategy.as_str(), s.selected_noise.map(|n| n.mean / 100.0), data(&s.strategy)))
         .collect()
 }
 
 /// One line per DISSect run that kept more noisy rows than the data holds: the sign that the
 /// model was still learning the clean pairs (docs/when-dissect-works.md), worth saying next to
-/// the table rather than leaving the reader to wonder.
-fn noise_readings(results: &[StrategyResult]) -> Vec<String> {
-    results
+/// the table rather than leaving the reader to wonder. `shares` as [`noise_shares`] gives them.
+fn noise_readings(shares: &[(&str, Option<f64>, Option<f64>)]) -> Vec<String> {
+    shares
         .iter()
-        .filter(|r| r.strategy.starts_with("dissect"))
-        .filter_map(|r| match (r.selected_noise_fraction, r.data_noise_fraction) {
+        .filter(|(strategy, _, _)| strategy.starts_with("dissect"))
+        .filter_map(|&(strategy, kept, data)| match (kept, data) {
             (Some(kept), Some(data)) if kept > data => Some(format!(
-                "note: {} kept {:.1}% noisy rows after warm-up, more than the data's {:.1}%: its history gap \
-                 favours the pairs learned slowest while the model is still learning the clean ones \
+                "note: {strategy} kept {:.1}% noisy rows after warm-up, more than the data's {:.1}%: its history \
+                 gap favours the pairs learned slowest while the model is still learning the clean ones \
                  (see docs/when-dissect-works.md)",
-                r.strategy,
                 100.0 * kept,
                 100.0 * data
             )),
@@ -328,44 +328,16 @@ pub fn demo(args: &DemoArgs) -> Result<ExitCode> {
 mod tests {
     use super::*;
 
-    fn result(strategy: &str, kept: Option<f64>) -> StrategyResult {
-        let direction = dissect_eval::RetrievalMetrics {
-            r1: 1.0,
-            r5: 2.0,
-            r10: 3.0,
-            mean_rank: 9.0,
-            median_rank: 8.0,
-            queries: 10,
-        };
-        StrategyResult {
-            strategy: strategy.into(),
-            eval: dissect_eval::EvalReport {
-                retrieval: dissect_eval::RetrievalReport { image_to_text: direction, text_to_image: direction },
-                retrieval_scene: None,
-                zero_shot: None,
-                clipscore: dissect_eval::ClipScoreReport { matched: 1.0, random: 0.5, shift: 1 },
-                images: 10,
-                texts: 10,
-            },
-            selected_noise_fraction: kept,
-            data_noise_fraction: Some(0.4),
-            wall_time_s: 1.0,
-            headline: "mean R@1".into(),
-            headline_value: None,
-            time_to_full_s: None,
-            headline_curve: Vec::new(),
-        }
-    }
-
     #[test]
     fn noise_readings_name_only_dissect_runs_above_the_data_rate() {
-        let results = [
-            result("big-loss", Some(0.65)),
-            result("dissect-warmup", Some(0.2)),
-            result("dissect-momentum", Some(0.621)),
-            result("dissect-momentum", None),
+        let data = Some(0.4);
+        let shares = [
+            ("big-loss", Some(0.65), data),
+            ("dissect-warmup", Some(0.2), data),
+            ("dissect-momentum", Some(0.621), data),
+            ("dissect-momentum", None, data),
         ];
-        let lines = noise_readings(&results);
+        let lines = noise_readings(&shares);
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].contains("dissect-momentum kept 62.1% noisy rows") && lines[0].contains("40.0%"));
     }

@@ -247,30 +247,7 @@ pub fn load_open_clip(mut model: Clip, weights: &TensorFile) -> Result<Clip, Mod
             .get(&mapped.name)
             .ok_or_else(|| ModelError::Record(format!("open_clip weights: tensor {} is missing", mapped.name)))?;
         unused.remove(mapped.name.as_str());
-        match mapped.slot {
-            Slot::D1(param) => {
-                let ours = param.val().dims().to_vec();
-                let values = to_ours(&mapped.name, tensor, &ours, mapped.layout)?;
-                *param = param.clone().map(|old| replaced(old, values, [ours[0]]));
-            }
-            Slot::D2(param) => {
-                let ours = param.val().dims().to_vec();
-                let values = to_ours(&mapped.name, tensor, &ours, mapped.layout)?;
-                *param = param.clone().map(|old| replaced(old, values, [ours[0], ours[1]]));
-            }
-            Slot::D4(param) => {
-                let ours: [usize; 4] = param.val().dims();
-                let values = to_ours(&mapped.name, tensor, &ours, mapped.layout)?;
-                *param = param.clone().map(|old| replaced(old, values, ours));
-            }
-            Slot::Buffer(param) => {
-                let ours = param.val().dims().to_vec();
-                let values = to_ours(&mapped.name, tensor, &ours, mapped.layout)?;
-                let device: Device = param.val().device();
-                let fresh = Tensor::from_data(TensorData::new(values, [ours[0]]), &device);
-                *param = param.clone().map(|_| fresh).set_require_grad(false);
-            }
-        }
+        mapped.slot.load(&mapped.name, tensor, mapped.layout)?;
     }
     // open_clip keeps the causal mask as a buffer in some versions, and PyTorch counts each
     // BatchNorm's batches; neither holds weights.
@@ -282,11 +259,50 @@ pub fn load_open_clip(mut model: Clip, weights: &TensorFile) -> Result<Clip, Mod
     }
 }
 
-/// `values` in `old`'s place, on its device, trainable where `old` was.
-fn replaced<const D: usize>(old: Tensor<D>, values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
-    let device: Device = old.device();
-    let fresh = Tensor::from_data(TensorData::new(values, shape), &device);
-    if old.is_require_grad() || device.is_autodiff() { fresh.require_grad() } else { fresh }
+impl Slot<'_> {
+    /// Sets the parameter to open_clip's `tensor` (checked against its shape, in our layout).
+    fn load(self, name: &str, tensor: &HostTensor, layout: Layout) -> Result<(), ModelError> {
+        match self {
+            Slot::D1(param) => load_param(param, name, tensor, layout, true),
+            Slot::D2(param) => load_param(param, name, tensor, layout, true),
+            Slot::D4(param) => load_param(param, name, tensor, layout, true),
+            Slot::Buffer(param) => load_param(param, name, tensor, layout, false),
+        }
+    }
+
+    /// The parameter's shape and values, on the host.
+    fn host(self) -> Result<(Vec<usize>, Vec<f32>), ModelError> {
+        match self {
+            Slot::D1(param) | Slot::Buffer(param) => host_param(param),
+            Slot::D2(param) => host_param(param),
+            Slot::D4(param) => host_param(param),
+        }
+    }
+}
+
+/// `param` with open_clip's values, on its device; trainable where it was (and on an
+/// autodiff device), unless it is a buffer, which never takes a gradient.
+fn load_param<const D: usize>(
+    param: &mut Param<Tensor<D>>,
+    name: &str,
+    tensor: &HostTensor,
+    layout: Layout,
+    trainable: bool,
+) -> Result<(), ModelError> {
+    let ours: [usize; D] = param.val().dims();
+    let values = to_ours(name, tensor, &ours, layout)?;
+    let loaded = param.clone().map(|old| {
+        let device: Device = old.device();
+        let fresh = Tensor::from_data(TensorData::new(values, ours), &device);
+        let grad = trainable && (old.is_require_grad() || device.is_autodiff());
+        if grad { fresh.require_grad() } else { fresh }
+    });
+    *param = if trainable { loaded } else { loaded.set_require_grad(false) };
+    Ok(())
+}
+
+fn host_param<const D: usize>(param: &Param<Tensor<D>>) -> Result<(Vec<usize>, Vec<f32>), ModelError> {
+    Ok((param.val().dims().to_vec(), host_values(param.val())?))
 }
 
 /// open_clip's tensor in our layout, after checking its shape.
@@ -333,11 +349,7 @@ pub fn to_open_clip(model: &Clip) -> Result<TensorFile, ModelError> {
     let mut copy = model.clone();
     let mut tensors = BTreeMap::new();
     for mapped in mapping(&mut copy) {
-        let (ours, values) = match mapped.slot {
-            Slot::D1(param) | Slot::Buffer(param) => (param.val().dims().to_vec(), host_values(param.val())?),
-            Slot::D2(param) => (param.val().dims().to_vec(), host_values(param.val())?),
-            Slot::D4(param) => (param.val().dims().to_vec(), host_values(param.val())?),
-        };
+        let (ours, values) = mapped.slot.host()?;
         let values = match mapped.layout {
             Layout::Same | Layout::Scalar => values,
             Layout::Transposed | Layout::PatchConv { .. } => transpose(&values, ours[0], ours[1]),

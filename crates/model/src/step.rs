@@ -40,9 +40,7 @@ pub fn train_step(
     max_grad_norm: Option<f32>,
 ) -> Result<(Clip, StepStats), ModelError> {
     let (loss, grads, running) = loss_and_gradients(&model, batch, 1.0)?;
-    let (mut model, stats) = apply_gradients(model, optim, grads, loss, lr, max_grad_norm)?;
-    model.apply_running_stats(running);
-    Ok((model, stats))
+    apply_gradients(model, optim, (grads, running), loss, lr, max_grad_norm)
 }
 
 /// One data-parallel step: rank `r` runs forward + backward of its own rows
@@ -90,10 +88,8 @@ pub fn train_step_ranks(
         sum.accumulate(&model, grads.to_device(&home, &replica));
         rank0_running.get_or_insert(running);
     }
-    let (mut model, stats) = apply_gradients(model, optim, sum.grads(), loss * scale, lr, max_grad_norm)?;
     let running = rank0_running.unwrap_or_default().into_iter().map(|s| s.to_device(&home)).collect();
-    model.apply_running_stats(running);
-    Ok((model, stats))
+    apply_gradients(model, optim, (sum.grads(), running), loss * scale, lr, max_grad_norm)
 }
 
 fn check_ranks(batches: usize, devices: usize) -> Result<(), ModelError> {
@@ -126,11 +122,12 @@ fn loss_and_gradients(
     Ok((loss_value, GradientsParams::from_grads(loss.backward(), model), running))
 }
 
-/// Global gradient clipping, AdamW step and temperature clamp.
+/// Global gradient clipping, AdamW step and temperature clamp, then the BatchNorm running
+/// statistics of the step's forward pass.
 fn apply_gradients(
     model: Clip,
     optim: &mut ClipOptimizer,
-    mut grads: GradientsParams,
+    (mut grads, running): (GradientsParams, Vec<RunningStats>),
     loss: f32,
     lr: f64,
     max_grad_norm: Option<f32>,
@@ -140,7 +137,8 @@ fn apply_gradients(
         return Err(ModelError::NonFinite { what: "gradient norm", value: grad_norm });
     }
     let model = optim.step(lr, model, grads);
-    let model = clamp_logit_scale(model)?;
+    let mut model = clamp_logit_scale(model)?;
+    model.apply_running_stats(running);
     Ok((model, StepStats { loss, grad_norm }))
 }
 

@@ -130,20 +130,22 @@ pub fn compare(
             "val_data: a comparison ranks the runs on held-out pairs; pass held-out shards with --val-data".into(),
         ));
     }
+    // Read once: every seed's table and the seed plots rank by it.
+    let headline = headline_metric(base)?;
     if seeds <= 1 {
-        return compare_one_seed(base, strategies, out, observer, stop);
+        return compare_one_seed(base, strategies, headline, out, observer, stop);
     }
     let mut per_seed = Vec::with_capacity(seeds as usize);
     for offset in 0..u64::from(seeds) {
         let config = TrainConfig { seed: base.seed + offset, ..base.clone() };
         let dir = out.join(format!("seed-{}", config.seed));
-        match compare_one_seed(&config, strategies, &dir, observer, stop)? {
+        match compare_one_seed(&config, strategies, headline, &dir, observer, stop)? {
             Some(report) => per_seed.push(report),
             None => return Ok(None),
         }
     }
     let summaries = summarize_seeds(&per_seed.iter().map(|r| r.results.clone()).collect::<Vec<_>>());
-    let band_plots = write_seed_plots(out, strategies, &per_seed, headline_metric(base)?)?;
+    let band_plots = write_seed_plots(out, strategies, &per_seed, headline)?;
     let markdown = seeds_to_markdown(&summaries);
     let table_md = out.join("table.md");
     let table_json = out.join("table.json");
@@ -172,6 +174,7 @@ pub fn compare(
 fn compare_one_seed(
     base: &TrainConfig,
     strategies: &[Strategy],
+    headline: HeadlineMetric,
     out: &Path,
     observer: &mut dyn CompareObserver,
     stop: &StopSignal,
@@ -190,14 +193,18 @@ fn compare_one_seed(
         observer.strategy_done(&outcome);
         outcomes.push(outcome);
     }
-    report(base, out, outcomes).map(Some)
+    report(base, headline, out, outcomes).map(Some)
 }
 
-/// The table and plots of finished runs.
-fn report(base: &TrainConfig, out: &Path, outcomes: Vec<RunOutcome>) -> Result<ComparisonReport> {
+/// The table and plots of finished runs, ranked by `headline`.
+fn report(
+    base: &TrainConfig,
+    headline: HeadlineMetric,
+    out: &Path,
+    outcomes: Vec<RunOutcome>,
+) -> Result<ComparisonReport> {
     // Noise is compared after DISSect's warm-up, when every strategy is really selecting.
     let from = base.selection.warmup_epochs;
-    let headline = headline_metric(base)?;
     let mut results = outcomes.iter().map(|o| strategy_result(o, from, headline)).collect::<Result<Vec<_>>>()?;
     fill_time_to_full(&mut results);
     let markdown = to_markdown(&results);

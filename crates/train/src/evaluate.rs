@@ -51,8 +51,10 @@ impl EvalSet {
         let captions: Vec<String> = samples.iter().map(|s| s.caption.clone()).collect();
         let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
         let encoded = tokenizer.encode_batch(&refs, model.text.context_length)?;
-        let scenes: Option<Vec<String>> = samples.iter().map(|s| scene_objects(&s.meta).map(scene_key)).collect();
-        let labels: Option<Vec<Vec<usize>>> = samples.iter().map(|s| accepted_classes(&s.meta)).collect();
+        let objects: Vec<Option<Vec<&SceneObject>>> = samples.iter().map(|s| scene_objects(&s.meta)).collect();
+        let scenes: Option<Vec<String>> = objects.iter().map(|o| o.as_deref().map(scene_key)).collect();
+        let labels: Option<Vec<Vec<usize>>> =
+            samples.iter().zip(&objects).map(|(s, o)| accepted_classes(s.meta.class, o.as_deref())).collect();
         let prompts = manifest.prompts();
         let templates = manifest.templates.len();
         let prompt_tokens = if labels.is_some() && !prompts.is_empty() && templates > 0 {
@@ -136,25 +138,27 @@ impl EvalSet {
     }
 }
 
-/// The `objects` a sample's metadata lists (noisy-shapes writes them), each as its fields.
-fn scene_objects(meta: &SampleMeta) -> Option<Vec<serde_json::Map<String, serde_json::Value>>> {
-    let objects = meta.extra.get("objects")?.as_array()?;
-    objects.iter().map(|o| o.as_object().cloned()).collect()
+/// A noisy-shapes object: its fields by name (`shape`, `color`, `size`, `position`).
+type SceneObject = serde_json::Map<String, serde_json::Value>;
+
+/// The `objects` a sample's metadata lists (noisy-shapes writes them).
+fn scene_objects(meta: &SampleMeta) -> Option<Vec<&SceneObject>> {
+    meta.extra.get("objects")?.as_array()?.iter().map(serde_json::Value::as_object).collect()
 }
 
 /// A scene as a string equal for equal scenes: its objects, each with its fields in name
 /// order (serde_json's maps are sorted), in a canonical order.
-fn scene_key(objects: Vec<serde_json::Map<String, serde_json::Value>>) -> String {
-    let mut parts: Vec<String> = objects.into_iter().map(|o| serde_json::Value::Object(o).to_string()).collect();
+fn scene_key(objects: &[&SceneObject]) -> String {
+    let mut parts: Vec<String> = objects.iter().map(|&o| serde_json::Value::Object(o.clone()).to_string()).collect();
     parts.sort();
     parts.join(";")
 }
 
-/// Every class an image may be named by: the shape of each of its objects when it lists them
+/// Every class an image may be named by: the shape of each of its `objects` when it lists them
 /// (a scene of a circle and a star is a circle and a star; nothing marks one as first), else
-/// its class.
-fn accepted_classes(meta: &SampleMeta) -> Option<Vec<usize>> {
-    let shapes: Option<Vec<usize>> = scene_objects(meta).and_then(|objects| {
+/// its `class`.
+fn accepted_classes(class: Option<u32>, objects: Option<&[&SceneObject]>) -> Option<Vec<usize>> {
+    let shapes: Option<Vec<usize>> = objects.and_then(|objects| {
         objects.iter().map(|o| o.get("shape").and_then(serde_json::Value::as_u64).map(|s| s as usize)).collect()
     });
     match shapes {
@@ -163,7 +167,7 @@ fn accepted_classes(meta: &SampleMeta) -> Option<Vec<usize>> {
             shapes.dedup();
             Some(shapes)
         }
-        _ => meta.class.map(|c| vec![c as usize]),
+        _ => class.map(|c| vec![c as usize]),
     }
 }
 
@@ -207,7 +211,8 @@ mod tests {
             r#"{"class":1,"objects":[{"shape":1,"size":0,"color":5,"position":0},{"size":1,"shape":3,"color":0,"position":2}]}"#,
         );
         let c = meta(r#"{"class":3,"objects":[{"color":0,"position":2,"shape":3,"size":0}]}"#);
-        let key = |m: &SampleMeta| scene_objects(m).map(scene_key);
+        let key = |m: &SampleMeta| scene_objects(m).as_deref().map(scene_key);
+        let accepted_classes = |m: &SampleMeta| accepted_classes(m.class, scene_objects(m).as_deref());
         assert_eq!(key(&a), key(&b));
         assert_ne!(key(&a), key(&c));
         assert_eq!(accepted_classes(&a), Some(vec![1, 3]));
