@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use dissect_select::WarmupRows;
+use dissect_select::{WarmupEpochs, WarmupRows};
 use dissect_train::{TrainConfig, merge_tables};
 use serde::Serialize;
 
@@ -111,9 +111,10 @@ struct SelectionFlags {
     /// Selection rate r (fraction of each batch trained on).
     #[arg(long)]
     rate: Option<f64>,
-    /// Warm-up epochs W of dissect-warmup.
+    /// Warm-up epochs W of dissect-warmup, or 'auto': warm up until the mean CLIPScore of
+    /// an epoch rises by at most half its steepest epoch rise (at most half the run).
     #[arg(long)]
-    warmup_epochs: Option<u32>,
+    warmup_epochs: Option<WarmupEpochs>,
     /// Momentum β of dissect-momentum.
     #[arg(long)]
     momentum: Option<f64>,
@@ -235,10 +236,14 @@ mod tests {
         let o = config.optim;
         assert_eq!((o.lr, o.warmup_steps, o.weight_decay, o.max_grad_norm), (0.01, 3, 0.05, 2.0));
         let s = config.selection;
-        assert_eq!((s.rate, s.warmup_epochs, s.momentum, s.warmup_rows), (0.5, 4, 0.8, WarmupRows::All));
+        assert_eq!((s.rate, s.warmup_epochs, s.momentum, s.warmup_rows), (0.5, 4.into(), 0.8, WarmupRows::All));
         assert_eq!(s.strategy.name(), "clipscore", "the file's strategy stays");
 
         let bad = Cli::parse_from(["x", "--rate", "2"]).options.resolve(toml::Table::new()).unwrap_err();
         assert!(bad.to_string().contains("selection.rate"), "{bad}");
+        let auto = Cli::parse_from(["x", "--warmup-epochs", "auto"]).options.resolve(toml::Table::new()).unwrap();
+        assert_eq!(auto.selection.warmup_epochs, WarmupEpochs::Auto);
+        let err = Cli::try_parse_from(["x", "--warmup-epochs", "soon"]).err().unwrap().to_string();
+        assert!(err.contains("'auto'"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use dissect_select::Strategy;
+use dissect_select::{AUTO_WARMUP_SLOWDOWN, AutoWarmupEnd, Strategy};
 use dissect_train::{CompareObserver, EpochSummary, Observer, RunOutcome, RunStart, StepLog};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -77,6 +77,9 @@ impl Observer for Progress {
                 load.skipped_truncated
             ));
         }
+        if let Some(end) = &summary.warmup_ended {
+            self.say(auto_warmup_line(summary.epoch, end));
+        }
         if let Some(eval) = &summary.eval {
             let r = &eval.retrieval;
             self.say(format!(
@@ -114,4 +117,19 @@ impl CompareObserver for Progress {
             outcome.final_eval().map_or(String::new(), |e| format!(", test mean R@1 {:.1}", e.mean_r1()))
         );
     }
+}
+
+/// Why an `auto` warm-up ended after `epoch`, in words.
+fn auto_warmup_line(epoch: u32, end: &AutoWarmupEnd) -> String {
+    let why = if end.capped {
+        "half the run is over".to_string()
+    } else {
+        format!(
+            "the mean CLIPScore rose {:.2} in epoch {epoch}, at most {:.0}% of its steepest rise ({:.2})",
+            end.rise,
+            100.0 * AUTO_WARMUP_SLOWDOWN,
+            end.steepest_rise
+        )
+    };
+    format!("auto warm-up: selection starts at epoch {}: {why}", end.first_selecting_epoch)
 }

@@ -17,31 +17,43 @@ fn ok(output: &Output) -> String {
 fn demo_quick_runs_every_strategy_and_writes_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let text = ok(&dissect(&["demo", "--quick", "--out", "demo"], dir.path()));
-    for strategy in ["full", "random", "small-loss", "big-loss", "clipscore", "dissect-warmup", "dissect-momentum"] {
-        assert!(text.contains(&format!("| {strategy} |")), "table row for {strategy} missing:\n{text}");
-    }
-    let compare = dir.path().join("demo/compare");
-    let table: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(compare.join("table.json")).unwrap()).unwrap();
-    assert_eq!(table.as_array().unwrap().len(), 7);
-    for plot in [
-        "r1_vs_time",
-        "selected_noise",
-        "clipscore_trajectories_dissect-warmup",
-        "selected_histograms_dissect-momentum",
-    ] {
-        for ext in ["png", "svg"] {
-            let path = compare.join("plots").join(format!("{plot}.{ext}"));
-            assert!(std::fs::metadata(&path).map(|m| m.len() > 100).unwrap_or(false), "{} missing", path.display());
+    for regime in ["cold-start", "warm-start"] {
+        let compare = dir.path().join("demo").join(regime);
+        for strategy in ["full", "random", "small-loss", "clipscore", "dissect-warmup", "dissect-momentum"] {
+            assert!(text.contains(&format!("| {strategy} |")), "table row for {strategy} missing:\n{text}");
+            assert!(compare.join(strategy).join("summary.json").is_file(), "{regime}/{strategy} did not finish");
+        }
+        let table: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(compare.join("table.json")).unwrap()).unwrap();
+        assert_eq!(table.as_array().unwrap().len(), 6);
+        for plot in [
+            "r1_vs_time",
+            "selected_noise",
+            "clipscore_trajectories_dissect-warmup",
+            "selected_histograms_dissect-momentum",
+        ] {
+            for ext in ["png", "svg"] {
+                let path = compare.join("plots").join(format!("{plot}.{ext}"));
+                assert!(std::fs::metadata(&path).map(|m| m.len() > 100).unwrap_or(false), "{} missing", path.display());
+            }
+        }
+        for variant in ["dissect-warmup", "dissect-momentum"] {
+            let verdict = format!("- {} start: {variant} ", &regime[..4]);
+            assert!(text.contains(&verdict), "no verdict '{verdict}':\n{text}");
         }
     }
+    // The warm start continues from the clean model's weights, tokenizer and model config.
+    let warm_config = std::fs::read_to_string(dir.path().join("demo/warm-start/full/config.toml")).unwrap();
+    assert!(warm_config.contains("clean-model"), "{warm_config}");
     // A second invocation finds every run finished and only rebuilds the report.
     let again = ok(&dissect(&["demo", "--quick", "--out", "demo"], dir.path()));
-    assert!(again.contains("| dissect-momentum |"));
+    assert!(again.contains("| dissect-momentum |") && again.contains("- warm start: dissect-warmup"));
 
     // `dissect eval` on one of the runs.
-    let eval =
-        ok(&dissect(&["eval", "demo/compare/dissect-warmup", "--data", "demo/data", "--json", "e.json"], dir.path()));
+    let eval = ok(&dissect(
+        &["eval", "demo/cold-start/dissect-warmup", "--data", "demo/data", "--json", "e.json"],
+        dir.path(),
+    ));
     assert!(eval.contains("image→text") && eval.contains("zero-shot"), "{eval}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("e.json")).unwrap()).unwrap();

@@ -1,5 +1,6 @@
 //! Times a full training step, a no-grad scoring pass, and a selected step (score B rows,
-//! train on the top k = floor(r·B) by per-sample loss) of a CLIP preset on Burn `flex`.
+//! train on the top k = floor(r·B) by per-sample loss) of a CLIP preset on Burn `flex`, or on
+//! another device (`--device tch:cuda` in a `--features tch` build).
 //!
 //! `cargo run --release -p dissect-model --example bench_step -- --preset tiny --batch 256 --steps 5`
 //!
@@ -10,8 +11,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use dissect_model::burn::module::Module;
-use dissect_model::burn::tensor::Device;
-use dissect_model::{AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, score_batch, train_step};
+use dissect_model::{
+    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, device_from_name, score_batch, train_step,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -20,10 +22,11 @@ struct Args {
     batch: usize,
     steps: usize,
     ratio: f64,
+    device: String,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args { preset: "tiny".into(), batch: 256, steps: 5, ratio: 0.3 };
+    let mut args = Args { preset: "tiny".into(), batch: 256, steps: 5, ratio: 0.3, device: "cpu".into() };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -32,7 +35,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--batch" => args.batch = value.parse().context("--batch")?,
             "--steps" => args.steps = value.parse().context("--steps")?,
             "--ratio" => args.ratio = value.parse().context("--ratio")?,
-            _ => bail!("unknown flag {flag} (use --preset --batch --steps --ratio)"),
+            "--device" => args.device = value,
+            _ => bail!("unknown flag {flag} (use --preset --batch --steps --ratio --device)"),
         }
     }
     if args.batch < 2 || args.steps == 0 || !(0.0..=1.0).contains(&args.ratio) {
@@ -59,15 +63,15 @@ fn main() -> anyhow::Result<()> {
     let tokens: Vec<u32> = (0..b * l).map(|_| rng.random_range(1..cfg.text.vocab_size as u32)).collect();
     let eot: Vec<usize> = (0..b).map(|_| rng.random_range(l / 2..l)).collect();
 
-    let cpu = Device::flex();
-    let train_dev = cpu.clone().autodiff();
-    let batch = ClipBatch::from_host(&cfg, &images, &tokens, &eot, &cpu)?;
+    let device = device_from_name(&args.device)?;
+    let train_dev = device.clone().autodiff();
+    let batch = ClipBatch::from_host(&cfg, &images, &tokens, &eot, &device)?;
     let train_batch = batch.to_device(&train_dev);
     let mut model = Clip::new(&cfg, 0, &train_dev)?;
     let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
     // Trainable parameters, as PyTorch counts them (BatchNorm running statistics are buffers).
     let params: usize = optim.params().iter().map(|p| p.shape.iter().product::<usize>()).sum();
-    println!("burn flex: preset {} params {params} batch {b} k {k} steps {}", args.preset, args.steps);
+    println!("burn {}: preset {} params {params} batch {b} k {k} steps {}", args.device, args.preset, args.steps);
 
     let (mut full, mut score, mut selected) = (vec![], vec![], vec![]);
     // One untimed warm-up round, then `steps` timed rounds.

@@ -232,8 +232,8 @@ impl Selector {
     }
 
     #[getter]
-    fn warmup_epochs(&self) -> u32 {
-        self.core.config().warmup_epochs
+    fn warmup_epochs(&self) -> Option<u32> {
+        self.core.config().warmup_epochs.fixed()
     }
 
     #[getter]

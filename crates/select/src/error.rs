@@ -16,6 +16,12 @@ pub enum SelectError {
     /// A warm-up rows value other than `random` or `all`.
     #[error("unknown warm-up rows '{0}' (expected random or all)")]
     UnknownWarmupRows(String),
+    /// A warm-up length that is neither a number of epochs nor `auto`.
+    #[error("warm-up epochs must be a number of epochs or 'auto', got '{0}'")]
+    InvalidWarmupEpochs(String),
+    /// [`crate::Selector::end_warmup`] on a selector whose `W` is a fixed number of epochs.
+    #[error("the warm-up is fixed at W = {0} epochs; only an 'auto' warm-up can be ended")]
+    FixedWarmup(String),
     /// [`crate::Selector::select`] got a batch without rows.
     #[error("the batch is empty")]
     EmptyBatch,

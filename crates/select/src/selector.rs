@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use rand::Rng;
 
 use crate::state::flags;
-use crate::{ScoreState, SelectError, SelectionConfig, Strategy, VisitRecord, WarmupRows};
+use crate::{ScoreState, SelectError, SelectionConfig, Strategy, VisitRecord, WarmupEpochs, WarmupRows};
 
 /// What the trainer knows about one batch. Slices are indexed by batch position.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,6 +37,8 @@ pub struct Selection {
 pub struct Selector {
     config: SelectionConfig,
     state: ScoreState,
+    /// The first selecting epoch: `W`, or for `auto` `None` until [`Selector::end_warmup`].
+    first_selecting_epoch: Option<u32>,
 }
 
 impl Selector {
@@ -44,7 +46,7 @@ impl Selector {
     /// validating the config.
     pub fn new(config: SelectionConfig, state: ScoreState) -> Result<Self, SelectError> {
         config.validate()?;
-        Ok(Selector { config, state })
+        Ok(Selector { config, state, first_selecting_epoch: config.warmup_epochs.fixed() })
     }
 
     /// A selector with a fresh in-memory state for a dataset of `len` samples.
@@ -60,6 +62,28 @@ impl Selector {
     /// The per-sample score state.
     pub fn state(&self) -> &ScoreState {
         &self.state
+    }
+
+    /// The first selecting epoch: `W`, or for `auto` where [`Selector::end_warmup`] put it
+    /// (`None` while an `auto` warm-up goes on).
+    pub fn first_selecting_epoch(&self) -> Option<u32> {
+        self.first_selecting_epoch
+    }
+
+    /// Whether `epoch` is a warm-up epoch: below `W`, or with `auto` any epoch before
+    /// [`Selector::end_warmup`] was called.
+    pub fn warming_up(&self, epoch: u32) -> bool {
+        self.first_selecting_epoch.is_none_or(|first| epoch < first)
+    }
+
+    /// Ends an `auto` warm-up: `epoch` is the first that selects (the trainer decides it with
+    /// [`crate::auto_warmup_end`]). A fixed `W` cannot be moved.
+    pub fn end_warmup(&mut self, epoch: u32) -> Result<(), SelectError> {
+        if self.config.warmup_epochs != WarmupEpochs::Auto {
+            return Err(SelectError::FixedWarmup(self.config.warmup_epochs.to_string()));
+        }
+        self.first_selecting_epoch = Some(epoch);
+        Ok(())
     }
 
     /// Consume the selector, returning its score state.
@@ -111,6 +135,7 @@ impl Selector {
             None => vec![f32::NAN; b],
         };
         let mut hist_used = vec![f32::NAN; b];
+        let warming_up = self.warming_up(epoch);
         let slots = self.state.slots_mut();
 
         // `keys == None` means: draw k rows at random.
@@ -121,7 +146,6 @@ impl Selector {
             Strategy::Clipscore => Some(curr.clone()),
             Strategy::OracleClipscore | Strategy::OracleCliploss => reference.map(<[f32]>::to_vec),
             Strategy::DissectWarmup => {
-                let warming_up = epoch < self.config.warmup_epochs;
                 let mut warm = Vec::with_capacity(b);
                 for (j, &index) in batch.indices.iter().enumerate() {
                     let slot = &mut slots[index as usize];
@@ -170,7 +194,7 @@ impl Selector {
 
         // `warmup_rows = all`: every selecting strategy trains on every row until epoch W (the
         // DISSect scores and history still update above), so all start from the same model.
-        let train_all = self.config.warmup_rows == WarmupRows::All && epoch < self.config.warmup_epochs;
+        let train_all = self.config.warmup_rows == WarmupRows::All && warming_up;
         let keys = if train_all { None } else { keys };
         let positions = match (&keys, strategy) {
             _ if train_all || strategy == Strategy::Full => (0..b).collect(),
@@ -387,6 +411,30 @@ mod tests {
         assert_eq!("ALL".parse::<WarmupRows>().unwrap(), WarmupRows::All);
         let err = "some".parse::<WarmupRows>().unwrap_err().to_string();
         assert!(err.contains("'some'") && err.contains("random or all"), "{err}");
+    }
+
+    #[test]
+    fn auto_warmup_lasts_until_ended_and_fixed_cannot_be_moved() {
+        let config = SelectionConfig::new(Strategy::DissectWarmup, 0.5).unwrap().with_warmup_epochs(WarmupEpochs::Auto);
+        let mut sel = Selector::with_dataset_len(config, 4).unwrap();
+        let idx = [0, 1, 2, 3];
+        // Without an end, every epoch warms up: random rows, the warm-up score overwritten.
+        for epoch in [0, 5, 40] {
+            assert!(sel.warming_up(epoch));
+            let s = sel.select(&scores(&idx, &[10.0, 20.0, 30.0, 40.0]), epoch, 0, &mut rng()).unwrap();
+            assert!(s.drew_at_random, "epoch {epoch}");
+        }
+        sel.end_warmup(41).unwrap();
+        assert!(sel.warming_up(40) && !sel.warming_up(41));
+        assert_eq!(sel.first_selecting_epoch(), Some(41));
+        // Sample 2 dropped against its warm-up score: the gap keeps it.
+        let s = sel.select(&scores(&idx, &[10.0, 20.0, 0.0, 40.0]), 41, 1, &mut rng()).unwrap();
+        assert!(!s.drew_at_random && s.positions.contains(&2), "{:?}", s.positions);
+
+        let mut fixed = selector(Strategy::DissectWarmup, 0.5, 4);
+        let err = fixed.end_warmup(1).unwrap_err().to_string();
+        assert!(err.contains("fixed at W = 2"), "{err}");
+        assert!(fixed.warming_up(1) && !fixed.warming_up(2));
     }
 
     #[test]

@@ -3,7 +3,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::SelectError;
+use crate::{SelectError, WarmupEpochs};
 
 /// Which rows of a batch a step trains on (docs/algorithm.md has each rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -139,8 +139,9 @@ pub struct SelectionConfig {
     pub strategy: Strategy,
     /// Fraction `r` of each batch kept; `k = max(1, floor(B·r))`.
     pub rate: f64,
-    /// `W` for `dissect-warmup`: epochs `0..W` select at random and record scores.
-    pub warmup_epochs: u32,
+    /// `W` for `dissect-warmup`: epochs `0..W` select at random and record scores; `auto`
+    /// ends the warm-up when the scores stop rising fast ([`crate::auto_warmup_end`]).
+    pub warmup_epochs: WarmupEpochs,
     /// `β` for `dissect-momentum`.
     pub momentum: f64,
     /// What every selecting strategy trains on during epochs `0..W` (see [`WarmupRows`]).
@@ -152,7 +153,7 @@ impl Default for SelectionConfig {
         SelectionConfig {
             strategy: Strategy::DissectWarmup,
             rate: 0.3,
-            warmup_epochs: 2,
+            warmup_epochs: WarmupEpochs::Fixed(2),
             momentum: 0.9,
             warmup_rows: WarmupRows::Random,
         }
@@ -199,9 +200,9 @@ impl SelectionConfig {
         Ok(config)
     }
 
-    /// Set the warm-up length `W`, in epochs.
-    pub fn with_warmup_epochs(mut self, epochs: u32) -> Self {
-        self.warmup_epochs = epochs;
+    /// Set the warm-up length `W`: a number of epochs or [`WarmupEpochs::Auto`].
+    pub fn with_warmup_epochs(mut self, epochs: impl Into<WarmupEpochs>) -> Self {
+        self.warmup_epochs = epochs.into();
         self
     }
 
@@ -227,6 +228,13 @@ impl SelectionConfig {
             return Err(SelectError::InvalidMomentum(self.momentum));
         }
         Ok(())
+    }
+
+    /// Whether the strategy has a warm-up: dissect-warmup always, and every selecting strategy
+    /// with `warmup_rows = all`.
+    pub fn has_warmup(&self) -> bool {
+        self.strategy == Strategy::DissectWarmup
+            || (self.warmup_rows == WarmupRows::All && self.strategy != Strategy::Full)
     }
 
     /// Rows kept from a batch of `batch_size`: `max(1, floor(B·r))`, or all of them for `full`.
@@ -307,7 +315,7 @@ mod tests {
         let config: SelectionConfig =
             serde_json::from_str(r#"{"strategy":"dissect-warmup","rate":0.5,"warmup_epochs":3}"#).unwrap();
         assert_eq!(config.strategy, Strategy::DissectWarmup);
-        assert_eq!(config.warmup_epochs, 3);
+        assert_eq!(config.warmup_epochs, WarmupEpochs::Fixed(3));
         assert_eq!(config.momentum, 0.9);
     }
 }

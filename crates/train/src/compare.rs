@@ -203,8 +203,12 @@ fn report(
     out: &Path,
     outcomes: Vec<RunOutcome>,
 ) -> Result<ComparisonReport> {
-    // Noise is compared after DISSect's warm-up, when every strategy is really selecting.
-    let from = base.selection.warmup_epochs;
+    // Noise is compared after the warm-up, when every strategy is really selecting; an `auto`
+    // warm-up counts from the latest epoch at which one of these runs ended it.
+    let from = base.selection.warmup_epochs.fixed().unwrap_or_else(|| {
+        let ends = outcomes.iter().flat_map(|o| o.epochs.iter().filter_map(|e| e.warmup_ended));
+        ends.map(|end| end.first_selecting_epoch).max().unwrap_or(0)
+    });
     let mut results = outcomes.iter().map(|o| strategy_result(o, from, headline)).collect::<Result<Vec<_>>>()?;
     fill_time_to_full(&mut results);
     let markdown = to_markdown(&results);

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dissect_select::{RecordFormat, SelectError, SelectionConfig, WarmupRows};
+use dissect_select::{RecordFormat, SelectError, SelectionConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -261,9 +261,11 @@ impl TrainConfig {
     /// Settings that are valid but probably not what was meant, each naming its field.
     pub fn warnings(&self) -> Vec<String> {
         let s = &self.selection;
-        let warms_up = s.strategy == dissect_select::Strategy::DissectWarmup || s.warmup_rows == WarmupRows::All;
         let mut out = Vec::new();
-        if warms_up && s.strategy.needs() != Default::default() && s.warmup_epochs >= self.epochs {
+        if s.has_warmup()
+            && s.strategy.needs() != Default::default()
+            && s.warmup_epochs.fixed().is_some_and(|w| w >= self.epochs)
+        {
             out.push(format!(
                 "selection.warmup_epochs: W = {} is not below epochs = {}, so the run ends in its warm-up and never \
                  selects by {}",
@@ -357,7 +359,7 @@ mod records_setting {
 
 #[cfg(test)]
 mod tests {
-    use dissect_select::Strategy;
+    use dissect_select::{Strategy, WarmupEpochs, WarmupRows};
 
     use super::*;
 
@@ -392,7 +394,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let config = TrainConfig::from_toml_file(&path).unwrap();
         let s = config.selection;
-        assert_eq!((s.strategy, s.rate, s.warmup_epochs, config.epochs), (Strategy::DissectMomentum, 0.5, 2, 3));
+        assert_eq!((s.strategy, s.rate, s.warmup_epochs, config.epochs), (Strategy::DissectMomentum, 0.5, 2.into(), 3));
         assert_eq!((s.warmup_rows, config.records), (WarmupRows::All, None));
         assert_eq!(TrainConfig::from_toml_str(&config.to_toml().unwrap()).unwrap(), config);
     }
@@ -400,14 +402,22 @@ mod tests {
     #[test]
     fn a_warm_up_as_long_as_the_run_is_warned_about() {
         let mut config = TrainConfig { epochs: 3, ..TrainConfig::default() };
-        config.selection.warmup_epochs = 3;
+        config.selection.warmup_epochs = 3.into();
         let warnings = config.warnings();
         assert!(warnings.len() == 1 && warnings[0].starts_with("selection.warmup_epochs: W = 3"), "{warnings:?}");
-        config.selection.warmup_epochs = 2;
+        config.selection.warmup_epochs = 2.into();
         assert!(config.warnings().is_empty());
         config.selection.strategy = Strategy::Random;
-        config.selection.warmup_epochs = 9;
+        config.selection.warmup_epochs = 9.into();
         assert!(config.warnings().is_empty(), "random has no warm-up to outlast");
+        config.selection.strategy = Strategy::DissectWarmup;
+        config.selection.warmup_epochs = WarmupEpochs::Auto;
+        assert!(config.warnings().is_empty(), "auto ends by half the run");
+        let auto = TrainConfig::from_toml_str("[selection]\nwarmup_epochs = \"auto\"").unwrap();
+        assert_eq!(auto.selection.warmup_epochs, WarmupEpochs::Auto);
+        assert_eq!(TrainConfig::from_toml_str(&auto.to_toml().unwrap()).unwrap(), auto);
+        let err = TrainConfig::from_toml_str("[selection]\nwarmup_epochs = \"later\"").unwrap_err().to_string();
+        assert!(err.contains("warmup_epochs") && err.contains("auto"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use dissect_data::LoadStats;
 use dissect_eval::{
     EpochHistogram, EpochScoreSummary, EvalReport, Histogram, NoiseDetection, Visit, noise_detection, summarize_scores,
 };
+use dissect_select::AutoWarmupEnd;
 use serde::{Deserialize, Serialize};
 
 /// Raw material of one epoch, kept until the epoch ends (and in checkpoints mid-epoch).
@@ -33,6 +34,13 @@ pub struct EpochAccumulator {
     pub visits: Vec<(bool, bool, Option<f32>, Option<f32>)>,
     /// CLIPScore histogram of the selected rows, once a scored row was selected.
     pub selected_hist: Option<Histogram>,
+    /// Sum of the finite CLIPScores of every visit, flagged or not (the auto warm-up's
+    /// signal; data without ground truth has no `visits`).
+    #[serde(default)]
+    pub score_sum: f64,
+    /// How many visits `score_sum` adds up.
+    #[serde(default)]
+    pub score_count: u64,
 }
 
 impl EpochAccumulator {
@@ -40,6 +48,10 @@ impl EpochAccumulator {
     /// ranking key and its CLIPScore (NaN when the step had no scoring pass).
     pub fn add_visit(&mut self, noisy: Option<bool>, selected: bool, rank_key: f32, curr: f32) {
         let finite = |v: f32| v.is_finite().then_some(v);
+        if curr.is_finite() {
+            self.score_sum += f64::from(curr);
+            self.score_count += 1;
+        }
         if let Some(noisy) = noisy {
             self.visits.push((noisy, selected, finite(rank_key), finite(curr)));
         }
@@ -80,6 +92,13 @@ pub struct EpochSummary {
     pub clean_scores: Option<EpochScoreSummary>,
     /// CLIPScore statistics of the noisy pairs visited.
     pub noisy_scores: Option<EpochScoreSummary>,
+    /// Mean raw CLIPScore of every pair visited (steps with a scoring pass), with or without
+    /// ground-truth flags.
+    #[serde(default)]
+    pub mean_score: Option<f64>,
+    /// Set on the epoch at whose end an `auto` warm-up ended, with why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_ended: Option<AutoWarmupEnd>,
     /// CLIPScore histogram of the kept rows.
     pub selected_histogram: Option<EpochHistogram>,
     /// What the loader delivered and skipped this epoch (decode failures of delivered batches
@@ -121,6 +140,8 @@ impl EpochSummary {
             noise,
             clean_scores: summarize_scores(epoch as usize, &scores(false)),
             noisy_scores: summarize_scores(epoch as usize, &scores(true)),
+            mean_score: (acc.score_count > 0).then(|| acc.score_sum / acc.score_count as f64),
+            warmup_ended: None,
             selected_histogram: histogram,
             load,
             eval: None,

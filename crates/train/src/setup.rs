@@ -214,7 +214,12 @@ pub(crate) fn selection(
             (scores, fresh_state(config.seed))
         }
     };
-    Ok((Selector::new(config.selection, scores)?, state))
+    let mut selector = Selector::new(config.selection, scores)?;
+    // An `auto` warm-up that ended before the checkpoint stays ended where it did.
+    if let Some(end) = state.history.iter().find_map(|e| e.warmup_ended) {
+        selector.end_warmup(end.first_selecting_epoch)?;
+    }
+    Ok((selector, state))
 }
 
 fn fresh_state(seed: u64) -> TrainerState {

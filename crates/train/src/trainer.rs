@@ -18,7 +18,7 @@ use dissect_model::{
     Clip, ClipBatch, ClipConfig, ClipOptimizer, ModelError, StepStats, model_from_bytes, model_to_bytes, score_batches,
     train_step_ranks,
 };
-use dissect_select::{RecordWriter, Selection, Selector, Strategy};
+use dissect_select::{AutoWarmupEnd, RecordWriter, Selection, Selector, Strategy, WarmupEpochs, auto_warmup_end};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -283,7 +283,7 @@ impl Run {
     /// it) and the reference model's scores (oracle strategies), per rank.
     fn score(&self, batch: &Batch, ranks: &[std::ops::Range<usize>], hosts: &[ClipBatch]) -> Result<RankScores> {
         let needs = self.config.selection.strategy.needs();
-        let current = if needs.clip_scores || needs.losses || self.config.track_scores {
+        let current = if needs.clip_scores || needs.losses || self.config.track_scores || self.auto_warmup_pending() {
             Some(score_batches(self.model()?, hosts, &self.devices[..hosts.len()])?)
         } else {
             None
@@ -410,6 +410,7 @@ impl Run {
             ..load
         };
         let mut summary = EpochSummary::from_accumulator(epoch, &acc, self.state.train_time_s, load);
+        summary.warmup_ended = self.decide_auto_warmup(&summary)?;
         if self.evaluation_due(epoch) {
             summary.eval = Some(self.evaluate(observer)?);
         }
@@ -419,6 +420,35 @@ impl Run {
         self.state.next_batch = 0;
         self.checkpoint()?;
         Ok(summary)
+    }
+
+    /// Whether an `auto` warm-up has yet to end (its signal needs every step scored).
+    fn auto_warmup_pending(&self) -> bool {
+        let selection = &self.config.selection;
+        selection.warmup_epochs == WarmupEpochs::Auto
+            && selection.has_warmup()
+            && self.selector.first_selecting_epoch().is_none()
+    }
+
+    /// With an `auto` warm-up still going on, whether the epoch just summarised ends it
+    /// (judged on every finished epoch's mean CLIPScore); the selector is told where
+    /// selection starts.
+    fn decide_auto_warmup(&mut self, summary: &EpochSummary) -> Result<Option<AutoWarmupEnd>> {
+        if !self.auto_warmup_pending() {
+            return Ok(None);
+        }
+        let means = self.state.history.iter().chain([summary]).map(|e| e.mean_score).collect::<Option<Vec<f64>>>();
+        let Some(means) = means else {
+            return Err(TrainError::Config(format!(
+                "selection.warmup_epochs = auto needs the mean CLIPScore of every epoch, but epoch {} has none",
+                summary.epoch
+            )));
+        };
+        let end = auto_warmup_end(&means, self.config.epochs);
+        if let Some(end) = end {
+            self.selector.end_warmup(end.first_selecting_epoch)?;
+        }
+        Ok(end)
     }
 
     fn evaluation_due(&self, epoch: u32) -> bool {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use dissect_data::{Benchmark, GenerateOptions, generate};
-use dissect_select::{SelectionConfig, Strategy, read_records};
+use dissect_select::{SelectionConfig, Strategy, WarmupEpochs, WarmupRows, auto_warmup_end, read_records};
 use dissect_train::{OptimConfig, TrainConfig, TrainError, train};
 
 fn dataset(dir: &Path) -> std::path::PathBuf {
@@ -25,7 +25,7 @@ fn config(data: &Path, out: &Path, strategy: Strategy) -> TrainConfig {
         epochs: 2,
         batch_size: 32,
         optim: OptimConfig { lr: 1e-3, warmup_steps: 2, ..OptimConfig::default() },
-        selection: SelectionConfig { strategy, rate: 0.3, warmup_epochs: 1, ..SelectionConfig::default() },
+        selection: SelectionConfig { strategy, rate: 0.3, warmup_epochs: 1.into(), ..SelectionConfig::default() },
         loader_threads: 2,
         vocab_size: 512,
         ..TrainConfig::default()
@@ -91,6 +91,46 @@ fn stopped_and_resumed_run_equals_uninterrupted_run() {
         && x.curr.to_bits() == y.curr.to_bits()));
     let logs = |d: &Path| log_lines(d).into_iter().map(without_times).collect::<Vec<_>>();
     assert_eq!(logs(&straight_dir), logs(&resumed_dir), "the log holds each step exactly once");
+}
+
+/// `warmup_epochs = auto` on `random` with all rows in the warm-up: every row trains (and is
+/// scored) until the trainer ends the warm-up from the epochs' mean CLIPScores, k rows after;
+/// a run stopped after that decision and resumed keeps it.
+#[test]
+fn auto_warmup_ends_from_the_scores_and_survives_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let auto = |out: &Path| {
+        let mut c = config(&data, out, Strategy::Random);
+        c.epochs = 4;
+        c.selection.warmup_epochs = WarmupEpochs::Auto;
+        c.selection.warmup_rows = WarmupRows::All;
+        c
+    };
+    let straight_dir = dir.path().join("straight");
+    let straight = train(&auto(&straight_dir), false).unwrap();
+    let ends: Vec<_> = straight.epochs.iter().filter_map(|e| e.warmup_ended.map(|w| (e.epoch, w))).collect();
+    assert_eq!(ends.len(), 1, "decided once: {ends:?}");
+    let (decided_after, end) = ends[0];
+    assert_eq!(end.first_selecting_epoch, decided_after + 1);
+    // Its inputs are the logged means: recomputing the rule on them gives the same end. After
+    // it, `random` has no scoring pass and logs no mean.
+    let means: Vec<f64> = straight.epochs.iter().map_while(|e| e.mean_score).collect();
+    assert_eq!(means.len(), decided_after as usize + 1);
+    assert_eq!(auto_warmup_end(&means, 4), Some(end));
+    for epoch in &straight.epochs {
+        let all_rows = epoch.epoch < end.first_selecting_epoch;
+        assert_eq!(epoch.samples_trained, if all_rows { 192 } else { 6 * 9 }, "epoch {}", epoch.epoch);
+    }
+
+    let resumed_dir = dir.path().join("resumed");
+    let mut first = auto(&resumed_dir);
+    first.max_steps = Some(6 * u64::from(end.first_selecting_epoch) + 2);
+    assert!(train(&first, false).unwrap().stopped_early);
+    let resumed = train(&auto(&resumed_dir), true).unwrap();
+    let a = without_times(serde_json::to_value(&straight.epochs).unwrap());
+    let b = without_times(serde_json::to_value(&resumed.epochs).unwrap());
+    assert_eq!(a, b, "the resumed run selects from the same epoch, with the same rows");
 }
 
 #[test]
