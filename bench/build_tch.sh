@@ -31,17 +31,16 @@ export PATH="$(dirname "$python"):$PATH"
 export LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1
 export CARGO_TARGET_DIR=$target
 # Rust links with --as-needed, which drops libtorch_cuda (nothing references it by name: it
-# registers the CUDA device when loaded), and LibTorch would then see no GPU. Linking it
-# again without --as-needed keeps it, when this torch has it. The run path lets the build
-# scripts, which get the same flags, start; elsewhere LD_LIBRARY_PATH names the libraries.
-flags="-C link-arg=-Wl,-rpath,$torch_lib"
+# registers the CUDA device when loaded), and LibTorch would then see no GPU. Linking it again
+# without --as-needed keeps it, when this torch has it. `cargo rustc` gives these flags to the
+# two binaries only: in RUSTFLAGS they would reach the proc macros, which rustc then cannot load.
+link=(-C "link-arg=-Wl,-rpath,$torch_lib")
 if [ -e "$torch_lib/libtorch_cuda.so" ]; then
-    flags="$flags -C link-arg=-Wl,--no-as-needed -C link-arg=-L$torch_lib -C link-arg=-ltorch_cuda"
+    link+=(-C link-arg=-Wl,--no-as-needed -C "link-arg=-L$torch_lib" -C link-arg=-ltorch_cuda)
 fi
-export RUSTFLAGS="${RUSTFLAGS:-} $flags"
 
-cargo build --release -p dissect-cli --features tch
-cargo build --release -p dissect-model --features tch --example bench_step
+cargo rustc --release -p dissect-cli --bin dissect --features tch -- "${link[@]}"
+cargo rustc --release -p dissect-model --example bench_step --features tch -- "${link[@]}"
 
 mkdir -p "$out"
 strip -o "$out/dissect" "$target/release/dissect"

@@ -120,7 +120,7 @@ class Clip(nn.Module):
         x = self.token_embedding(tokens) + self.txt_pos[:l]
         for blk in self.txt_blocks:
             x = blk(x, True)
-        x = x[torch.arange(x.shape[0]), eot]
+        x = x[torch.arange(x.shape[0], device=x.device), eot]
         return F.normalize(self.text_projection(self.ln_final(x)), dim=-1)
 
     def forward(self, img, tokens, eot):
@@ -129,7 +129,7 @@ class Clip(nn.Module):
 
 def per_sample_loss(f, g, t):
     s = t.exp() * f @ g.t()
-    diag = torch.arange(s.shape[0])
+    diag = torch.arange(s.shape[0], device=s.device)
     return -0.5 * (s.log_softmax(1)[diag, diag] + s.log_softmax(0)[diag, diag])
 
 
@@ -140,12 +140,14 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--ratio", type=float, default=0.3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (every timing ends in a host read, so a GPU is synchronised)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     c = PRESETS[a.preset]
     b, k = a.batch, max(1, math.floor(a.batch * a.ratio))
-    model = Clip(c)
+    dev = torch.device(a.device)
+    model = Clip(c).to(dev)
     def decayed(n, p):
         return p.ndim >= 2 and not any(word in n for word in ("bn", "ln", "bias", "logit_scale"))
 
@@ -155,13 +157,13 @@ def main():
                              {"params": rest, "weight_decay": 0.0}],
                             lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
     nparams = sum(p.numel() for p in model.parameters())
-    print(f"pytorch {torch.__version__}: preset {a.preset} params {nparams} batch {b} k {k} "
+    print(f"pytorch {torch.__version__} on {dev}: preset {a.preset} params {nparams} batch {b} k {k} "
           f"steps {a.steps} threads {torch.get_num_threads()}")
 
-    img = torch.rand(b, 3, c["image_size"], c["image_size"]) * 2 - 1
+    img = (torch.rand(b, 3, c["image_size"], c["image_size"]) * 2 - 1).to(dev)
     l = c["context_length"]
-    tok = torch.randint(1, c["vocab_size"], (b, l))
-    eot = torch.randint(l // 2, l, (b,))
+    tok = torch.randint(1, c["vocab_size"], (b, l)).to(dev)
+    eot = torch.randint(l // 2, l, (b,)).to(dev)
 
     def train(idx=None):
         model.train()
@@ -191,7 +193,7 @@ def main():
         t2 = time.perf_counter()
         _, per = score()
         order = sorted(range(b), key=lambda j: (-per[j], j))[:k]
-        train(torch.tensor(order))
+        train(torch.tensor(order, device=dev))
         t3 = time.perf_counter()
         if rnd > 0:
             full.append(t1 - t0)

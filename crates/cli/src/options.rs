@@ -65,10 +65,11 @@ pub struct TrainOptions {
     /// Visit-record format: dsv, csv or none.
     #[arg(long)]
     records: Option<String>,
-    /// Compute device: cpu, or cuda / cuda:N in a build with `--features cuda`.
+    /// Compute device: cpu; tch, tch:cuda, tch:cuda:N with `--features tch` (LibTorch); cuda, cuda:N
+    /// with `--features cuda`.
     #[arg(long)]
     device: Option<String>,
-    /// Data-parallel ranks: one GPU each from --device (cuda:K, cuda:K+1, ...), each
+    /// Data-parallel ranks: one GPU each from --device (cuda:K or tch:cuda:K, then K+1, ...), each
     /// selecting from its own slice of the batch; on cpu the ranks share the CPU.
     #[arg(long)]
     ranks: Option<usize>,

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use dissect_data::{Benchmark, DatasetManifest, GenerateOptions, PreprocessConfig, generate};
 use dissect_eval::{SeedSummary, Spread, summarize_seeds};
-use dissect_select::Strategy;
+use dissect_select::{SelectionConfig, Strategy};
 use dissect_train::{ComparisonReport, EvalSet, OptimConfig, RunOutcome, StopSignal, TrainConfig, load_trained};
 
 use crate::interrupt;
@@ -93,7 +93,8 @@ pub struct EvalArgs {
     /// Write the report as JSON here as well.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Compute device: cpu, or cuda / cuda:N in a build with `--features cuda`.
+    /// Compute device: cpu; tch, tch:cuda, tch:cuda:N with `--features tch` (LibTorch); cuda, cuda:N
+    /// with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -329,21 +330,7 @@ pub fn demo(args: &DemoArgs) -> Result<ExitCode> {
     let seeds = args.seeds.unwrap_or(plan.seeds);
     let stop = interrupt::install()?;
     let noisy = demo_data(&args.out.join("data"), 0.4, args.seed, &plan)?;
-    let defaults = TrainConfig::default();
-    let cold = TrainConfig {
-        data: noisy,
-        model: plan.model.into(),
-        epochs: plan.cold.epochs,
-        batch_size: plan.batch_size,
-        seed: args.seed,
-        optim: OptimConfig { lr: plan.lr, warmup_steps: plan.warmup_steps, ..defaults.optim },
-        selection: dissect_select::SelectionConfig {
-            rate: 0.3,
-            warmup_epochs: plan.cold.warmup_epochs.into(),
-            ..defaults.selection
-        },
-        ..defaults
-    };
+    let cold = cold_start_config(&plan, noisy, args.seed);
     let strategies = DEMO_STRATEGIES;
     let runs = format!("{} strategies × {seeds} seeds at r = 0.3 (batch {})", strategies.len(), plan.batch_size);
     eprintln!(
@@ -355,25 +342,15 @@ pub fn demo(args: &DemoArgs) -> Result<ExitCode> {
         return Ok(interrupted_comparison());
     };
 
-    // The warm start's model: `full` on clean captions of other scenes (another data seed).
-    let clean = demo_data(&args.out.join("clean-data"), 0.0, args.seed + 1, &plan)?;
-    let pretrain = TrainConfig {
-        data: clean,
-        epochs: plan.clean_epochs,
-        out: args.out.join("clean-model"),
-        selection: dissect_select::SelectionConfig { strategy: Strategy::Full, ..cold.selection },
-        ..cold.clone()
-    };
     eprintln!("\n== warm start: first `full` for {} epochs on clean captions of other scenes", plan.clean_epochs);
-    let mut progress = Progress::new(true, None);
-    let clean_model = dissect_train::train_with(&pretrain, true, &mut progress, &stop)?;
+    let clean_model = train_clean_model(args, &plan, &cold, &stop)?;
     if clean_model.interrupted {
         return Ok(interrupted(&clean_model));
     }
     let warm = TrainConfig {
-        init: Some(clean_model.run_dir.clone()),
+        init: Some(clean_model.run_dir),
         epochs: plan.warm.epochs,
-        selection: dissect_select::SelectionConfig { warmup_epochs: plan.warm.warmup_epochs.into(), ..cold.selection },
+        selection: SelectionConfig { warmup_epochs: plan.warm.warmup_epochs.into(), ..cold.selection },
         ..cold.clone()
     };
     eprintln!(
@@ -392,6 +369,35 @@ pub fn demo(args: &DemoArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every cold-start run: the plan's model, optimiser and epochs on `data`, r = 0.3.
+fn cold_start_config(plan: &DemoPlan, data: PathBuf, seed: u64) -> TrainConfig {
+    let defaults = TrainConfig::default();
+    TrainConfig {
+        data,
+        model: plan.model.into(),
+        epochs: plan.cold.epochs,
+        batch_size: plan.batch_size,
+        seed,
+        optim: OptimConfig { lr: plan.lr, warmup_steps: plan.warmup_steps, ..defaults.optim },
+        selection: SelectionConfig { rate: 0.3, warmup_epochs: plan.cold.warmup_epochs.into(), ..defaults.selection },
+        ..defaults
+    }
+}
+
+/// The warm start's model: `full`, with the cold start's settings, on clean captions of other
+/// scenes (another data seed); resumed, or only reported, when it is there already.
+fn train_clean_model(args: &DemoArgs, plan: &DemoPlan, cold: &TrainConfig, stop: &StopSignal) -> Result<RunOutcome> {
+    let clean = demo_data(&args.out.join("clean-data"), 0.0, args.seed + 1, plan)?;
+    let config = TrainConfig {
+        data: clean,
+        epochs: plan.clean_epochs,
+        out: args.out.join("clean-model"),
+        selection: SelectionConfig { strategy: Strategy::Full, ..cold.selection },
+        ..cold.clone()
+    };
+    Ok(dissect_train::train_with(&config, true, &mut Progress::new(true, None), stop)?)
 }
 
 /// The demo's noisy-shapes set in `dir` (generated unless it is there already): `noise` of
@@ -417,7 +423,11 @@ fn demo_data(dir: &Path, noise: f64, seed: u64, plan: &DemoPlan) -> Result<PathB
 
 /// The comparison's per-strategy statistics over seeds (one seed gives sd 0).
 fn seed_summaries(report: &ComparisonReport) -> Vec<SeedSummary> {
-    if report.summaries.is_empty() { summarize_seeds(&[report.results.clone()]) } else { report.summaries.clone() }
+    if report.summaries.is_empty() {
+        summarize_seeds(std::slice::from_ref(&report.results))
+    } else {
+        report.summaries.clone()
+    }
 }
 
 /// For each DISSect variant in one regime, in words: whether it kept noisy rows out (against

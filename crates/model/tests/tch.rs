@@ -2,6 +2,7 @@
 //! CPU device give the losses that `flex` gives. Runs in a `--features tch` build (README, "GPU
 //! with LibTorch"); other builds list it as ignored, with the reason.
 
+use dissect_model::burn::module::Module;
 use dissect_model::burn::tensor::Device;
 use dissect_model::{
     AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, device_from_name, model_from_bytes, model_to_bytes,

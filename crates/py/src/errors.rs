@@ -16,6 +16,7 @@ pub(crate) fn to_py(err: SelectError) -> PyErr {
         SelectError::InvalidMomentum(_) => "momentum",
         SelectError::UnknownStrategy(_) => "strategy",
         SelectError::UnknownWarmupRows(_) => "warmup_rows",
+        SelectError::InvalidWarmupEpochs(_) | SelectError::FixedWarmup(_) => "warmup_epochs",
         SelectError::EmptyBatch | SelectError::IndexOutOfRange { .. } => "indices",
         SelectError::LengthMismatch { what, .. }
         | SelectError::MissingInput { what, .. }
