@@ -20,7 +20,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     options: TrainOptions,
     /// Selection strategy (full, random, small-loss, big-loss, clipscore, dissect-warmup,
-    /// dissect-momentum, oracle-clipscore, oracle-cliploss).
+    /// dissect-momentum, dissect-gated, oracle-clipscore, oracle-cliploss).
     #[arg(long)]
     strategy: Option<Strategy>,
     /// Run folder.

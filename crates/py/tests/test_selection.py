@@ -34,6 +34,7 @@ def test_strategy_list_and_needs():
         "clipscore",
         "dissect-warmup",
         "dissect-momentum",
+        "dissect-gated",
         "oracle-clipscore",
         "oracle-cliploss",
     )
@@ -41,6 +42,7 @@ def test_strategy_list_and_needs():
     assert needs["full"] == () and needs["random"] == ()
     assert needs["small-loss"] == needs["big-loss"] == ("losses",)
     assert needs["clipscore"] == needs["dissect-warmup"] == needs["dissect-momentum"] == ("clip_scores",)
+    assert needs["dissect-gated"] == ("clip_scores",)
     assert needs["oracle-clipscore"] == needs["oracle-cliploss"] == ("reference_scores",)
     # Names are matched like the CLI's: case and underscores do not matter.
     assert ds.Selector("Dissect_Momentum", 0.3, 4).strategy == "dissect-momentum"

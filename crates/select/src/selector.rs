@@ -127,7 +127,7 @@ impl Selector {
         }
 
         let k = self.config.keep_count(b);
-        let dissect = matches!(strategy, Strategy::DissectWarmup | Strategy::DissectMomentum);
+        let dissect = strategy.is_dissect();
         // DISSect uses CLIPScore clamped at 0 (docs/algorithm.md, step 2).
         let curr: Vec<f32> = match clip_scores {
             Some(s) if dissect => s.iter().map(|v| v.max(0.0)).collect(),
@@ -167,7 +167,7 @@ impl Selector {
                     warm.iter().zip(&curr).map(|(w, c)| (w - mean_warm) - (c - mean_curr)).collect()
                 })
             }
-            Strategy::DissectMomentum => {
+            Strategy::DissectMomentum | Strategy::DissectGated => {
                 let beta = self.config.momentum as f32;
                 let mut any_history = false;
                 let mut gaps = Vec::with_capacity(b);
@@ -187,6 +187,9 @@ impl Selector {
                     // The gap above used the old history; the update comes after it.
                     slot.hist = beta * h + (1.0 - beta) * curr[j];
                     slot.flags |= flags::HAS_HIST;
+                }
+                if strategy == Strategy::DissectGated {
+                    gate_by_score(&mut gaps, &curr, k);
                 }
                 any_history.then_some(gaps)
             }
@@ -229,6 +232,23 @@ impl Selector {
         }
         let drew_at_random = keys.is_none() && strategy != Strategy::Full && !train_all;
         Ok(Selection { positions, records, drew_at_random })
+    }
+}
+
+/// dissect-gated's gate: the gap of every row outside the batch's upper half by current
+/// CLIPScore (at least `k` rows, ties to the lower position) becomes −∞, so the top-k ranks
+/// only pairs the model aligns now. A pair whose score is low at both visits has a gap near
+/// 0 and is otherwise kept over a clean pair that rose (docs/when-dissect-works.md, section 2).
+fn gate_by_score(gaps: &mut [f32], curr: &[f32], k: usize) {
+    let gate = k.max(curr.len().div_ceil(2));
+    let mut inside = vec![false; curr.len()];
+    for position in top_k(curr, gate) {
+        inside[position] = true;
+    }
+    for (gap, inside) in gaps.iter_mut().zip(inside) {
+        if !inside {
+            *gap = f32::NEG_INFINITY;
+        }
     }
 }
 
@@ -435,6 +455,34 @@ mod tests {
         let err = fixed.end_warmup(1).unwrap_err().to_string();
         assert!(err.contains("fixed at W = 2"), "{err}");
         assert!(fixed.warming_up(1) && !fixed.warming_up(2));
+    }
+
+    /// dissect-gated by hand: B = 6, r = 0.34 → k = 2, gate = ⌈6/2⌉ = 3 rows by current score.
+    #[test]
+    fn gated_ranks_the_gap_only_inside_the_upper_half_by_score() {
+        let config = SelectionConfig::new(Strategy::DissectGated, 0.34).unwrap().with_momentum(0.5).unwrap();
+        let mut sel = Selector::with_dataset_len(config, 6).unwrap();
+        let idx = [0, 1, 2, 3, 4, 5];
+        // First sight: no history, random rows (as dissect-momentum), hist = curr.
+        let s = sel.select(&scores(&idx, &[50.0, 40.0, 30.0, 20.0, 10.0, 5.0]), 0, 0, &mut rng()).unwrap();
+        assert!(s.drew_at_random && s.positions.len() == 2);
+        // Now: curr = [45, 25, 31, 0, 0, 9] → gaps hist − curr = [5, 15, −1, 20, 10, −4].
+        // Upper half by curr: positions 0, 2, 1 (45, 31, 25); positions 3, 4, 5 are gated out
+        // although 3 and 4 dropped most. Inside: gaps 5, 15, −1 → positions 1 and 0.
+        let s = sel.select(&scores(&idx, &[45.0, 25.0, 31.0, -3.0, 0.0, 9.0]), 1, 1, &mut rng()).unwrap();
+        assert_eq!(s.positions, vec![0, 1]);
+        let keys: Vec<f32> = s.records.iter().map(|r| r.rank_key).collect();
+        assert_eq!(&keys[..3], &[5.0, 15.0, -1.0]);
+        assert!(keys[3..].iter().all(|k| *k == f32::NEG_INFINITY), "{keys:?}");
+        // dissect-momentum on the same history keeps the two largest gaps: positions 3 and 1.
+        let mut momentum = Selector::with_dataset_len(
+            SelectionConfig::new(Strategy::DissectMomentum, 0.34).unwrap().with_momentum(0.5).unwrap(),
+            6,
+        )
+        .unwrap();
+        momentum.select(&scores(&idx, &[50.0, 40.0, 30.0, 20.0, 10.0, 5.0]), 0, 0, &mut rng()).unwrap();
+        let s = momentum.select(&scores(&idx, &[45.0, 25.0, 31.0, -3.0, 0.0, 9.0]), 1, 1, &mut rng()).unwrap();
+        assert_eq!(s.positions, vec![1, 3]);
     }
 
     #[test]

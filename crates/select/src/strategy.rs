@@ -23,6 +23,9 @@ pub enum Strategy {
     DissectWarmup,
     /// DISSect with an exponential moving average of each sample's score.
     DissectMomentum,
+    /// Ours, not the authors': dissect-momentum's gap, ranked only among the rows whose
+    /// current CLIPScore lies in the batch's upper half (docs/algorithm.md).
+    DissectGated,
     /// The `k` highest CLIPScores of a frozen reference model.
     OracleClipscore,
     /// The `k` highest negCLIPLoss scores of a frozen reference model.
@@ -42,7 +45,7 @@ pub struct ScoreNeeds {
 
 impl Strategy {
     /// Every strategy, in declaration order.
-    pub const ALL: [Strategy; 9] = [
+    pub const ALL: [Strategy; 10] = [
         Strategy::Full,
         Strategy::Random,
         Strategy::SmallLoss,
@@ -50,6 +53,7 @@ impl Strategy {
         Strategy::Clipscore,
         Strategy::DissectWarmup,
         Strategy::DissectMomentum,
+        Strategy::DissectGated,
         Strategy::OracleClipscore,
         Strategy::OracleCliploss,
     ];
@@ -64,6 +68,7 @@ impl Strategy {
             Strategy::Clipscore => "clipscore",
             Strategy::DissectWarmup => "dissect-warmup",
             Strategy::DissectMomentum => "dissect-momentum",
+            Strategy::DissectGated => "dissect-gated",
             Strategy::OracleClipscore => "oracle-clipscore",
             Strategy::OracleCliploss => "oracle-cliploss",
         }
@@ -83,7 +88,7 @@ impl Strategy {
     pub fn final_rank_key(self, slot: &crate::Slot) -> Option<f32> {
         let last = Some(slot.last).filter(|v| slot.seen() && v.is_finite())?;
         match self {
-            Strategy::DissectMomentum => slot.hist().map(|h| h - last),
+            Strategy::DissectMomentum | Strategy::DissectGated => slot.hist().map(|h| h - last),
             Strategy::DissectWarmup => slot.warm().map(|w| w - last),
             _ => Some(last),
         }
@@ -94,13 +99,18 @@ impl Strategy {
         match self {
             Strategy::Full | Strategy::Random => ScoreNeeds::default(),
             Strategy::SmallLoss | Strategy::BigLoss => ScoreNeeds { losses: true, ..ScoreNeeds::default() },
-            Strategy::Clipscore | Strategy::DissectWarmup | Strategy::DissectMomentum => {
+            Strategy::Clipscore | Strategy::DissectWarmup | Strategy::DissectMomentum | Strategy::DissectGated => {
                 ScoreNeeds { clip_scores: true, ..ScoreNeeds::default() }
             }
             Strategy::OracleClipscore | Strategy::OracleCliploss => {
                 ScoreNeeds { reference_scores: true, ..ScoreNeeds::default() }
             }
         }
+    }
+
+    /// Whether the strategy ranks by a DISSect gap (and so selects on CLIPScore clamped at 0).
+    pub fn is_dissect(self) -> bool {
+        matches!(self, Strategy::DissectWarmup | Strategy::DissectMomentum | Strategy::DissectGated)
     }
 
     /// Whether the strategy ranks by a frozen reference model's scores.
@@ -261,7 +271,7 @@ mod tests {
             let serde_name = serde_json::to_value(strategy).unwrap();
             assert_eq!(serde_name, strategy.name(), "configs and the CLI spell strategies alike");
         }
-        assert_eq!(Strategy::without_reference().count(), 7);
+        assert_eq!(Strategy::without_reference().count(), 8);
         assert_eq!("Dissect_Momentum".parse::<Strategy>().unwrap(), Strategy::DissectMomentum);
         let err = "dissect".parse::<Strategy>().unwrap_err().to_string();
         assert!(err.contains("unknown strategy 'dissect'") && err.contains("dissect-warmup"), "{err}");
@@ -279,6 +289,7 @@ mod tests {
             flags: flags::SEEN | flags::HAS_WARM | flags::HAS_HIST,
         };
         assert_eq!(Strategy::DissectMomentum.final_rank_key(&slot), Some(5.0));
+        assert_eq!(Strategy::DissectGated.final_rank_key(&slot), Some(5.0));
         assert_eq!(Strategy::DissectWarmup.final_rank_key(&slot), Some(10.0));
         assert_eq!(Strategy::Clipscore.final_rank_key(&slot), Some(20.0));
         let unscored = Slot { last: f32::NAN, ..slot };

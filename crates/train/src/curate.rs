@@ -225,7 +225,9 @@ fn write_curated(state: &RunState, kept: &HashSet<u64>, dir: &Path) -> Result<Cu
     };
     manifest.save(dir)?;
     let ranked_by = match state.strategy() {
-        Strategy::DissectMomentum => "the final dissect-momentum gap (history − last CLIPScore)".to_string(),
+        gap @ (Strategy::DissectMomentum | Strategy::DissectGated) => {
+            format!("the final {gap} gap (history − last CLIPScore)")
+        }
         Strategy::DissectWarmup => "the final dissect-warmup gap (warm-up score − last CLIPScore)".to_string(),
         other => format!("the last CLIPScore of the {other} run"),
     };
