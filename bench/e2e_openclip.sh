@@ -12,11 +12,15 @@
 #   python3 -m venv bench/.venv
 #   bench/.venv/bin/pip install torch open_clip_torch "webdataset<=0.2.86" pandas braceexpand
 #   cargo build --release
-#   bench/e2e_openclip.sh            # PY=..., DISSECT=..., OUT=..., EPOCHS=..., SEED=... to change
+#   bench/e2e_openclip.sh            # PY=..., DISSECT=..., DEVICE=..., OUT=..., EPOCHS=..., SEED=... to change
+#
+# DEVICE=tch with DISSECT=dist/tch/dissect (bench/build_tch.sh) trains dissect on LibTorch's CPU
+# device; PY should then be a Python with that build's torch 2.11.0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-bench/.venv/bin/python}
 DISSECT=${DISSECT:-target/release/dissect}
+DEVICE=${DEVICE:-cpu}
 OUT=${OUT:-target/e2e}
 EPOCHS=${EPOCHS:-5}
 BATCH=${BATCH:-256}
@@ -47,7 +51,7 @@ for strategy in full dissect-momentum; do
     /usr/bin/time -v -o "$OUT/time-$strategy.txt" "$DISSECT" train --train-data "$TRAIN_DATA" --val-data "$VAL_DATA" \
         --model bench/tiny-clip.json --tokenizer "$OUT/clip-tokenizer.json" --batch-size "$BATCH" --epochs "$EPOCHS" \
         --lr "$LR" --warmup-steps "$WARMUP" --weight-decay "$WD" --max-grad-norm 1.0 --seed "$SEED" \
-        --strategy "$strategy" --rate 0.3 --no-progress --out "$OUT/$strategy" >"$OUT/$strategy.out" 2>&1
+        --strategy "$strategy" --rate 0.3 --device "$DEVICE" --no-progress --out "$OUT/$strategy" >"$OUT/$strategy.out" 2>&1
     "$DISSECT" export "$OUT/$strategy" --out "$OUT/$strategy/export" >/dev/null
 done
 
