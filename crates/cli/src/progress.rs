@@ -123,6 +123,8 @@ impl CompareObserver for Progress {
 fn auto_warmup_line(epoch: u32, end: &AutoWarmupEnd) -> String {
     let why = if end.capped {
         "half the run is over".to_string()
+    } else if end.rise <= 0.0 {
+        format!("the mean CLIPScore did not rise in epoch {epoch} ({:+.2})", end.rise)
     } else {
         format!(
             "the mean CLIPScore rose {:.2} in epoch {epoch}, at most {:.0}% of its steepest rise ({:.2})",
@@ -132,4 +134,22 @@ fn auto_warmup_line(epoch: u32, end: &AutoWarmupEnd) -> String {
         )
     };
     format!("auto warm-up: selection starts at epoch {}: {why}", end.first_selecting_epoch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_warmup_lines_say_why() {
+        let end = |rise, steepest_rise, capped| AutoWarmupEnd { first_selecting_epoch: 3, rise, steepest_rise, capped };
+        let slowed = auto_warmup_line(2, &end(3.0, 10.0, false));
+        assert_eq!(
+            slowed,
+            "auto warm-up: selection starts at epoch 3: the mean CLIPScore rose 3.00 in epoch 2, at most 50% of \
+             its steepest rise (10.00)"
+        );
+        assert!(auto_warmup_line(2, &end(-0.3, -0.3, false)).ends_with("did not rise in epoch 2 (-0.30)"));
+        assert!(auto_warmup_line(2, &end(7.5, 12.7, true)).ends_with("half the run is over"));
+    }
 }
