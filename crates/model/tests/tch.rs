@@ -11,9 +11,10 @@ use dissect_model::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Losses of `steps` training steps of `micro` from the weights `init` on `device`, each step
-/// on its own batch of 32 random pairs, and the per-sample losses of a last scoring pass.
-fn losses(device: &Device, init: &[u8], steps: usize) -> (Vec<f32>, Vec<f32>) {
+/// Losses and gradient norms of `steps` training steps of `micro` from the weights `init` on
+/// `device`, each step on its own batch of 32 random pairs, and the per-sample losses of a last
+/// scoring pass.
+fn losses(device: &Device, init: &[u8], steps: usize) -> (Vec<(f32, f32)>, Vec<f32>) {
     let config = ClipConfig::preset("micro").unwrap();
     let train_device = device.clone().autodiff();
     let model = Clip::new(&config, 0, &train_device).unwrap();
@@ -32,7 +33,7 @@ fn losses(device: &Device, init: &[u8], steps: usize) -> (Vec<f32>, Vec<f32>) {
     for _ in 0..steps {
         let (next, stats) = train_step(model, &mut optim, &batch(), 1e-3, Some(1.0)).unwrap();
         model = next;
-        step_losses.push(stats.loss);
+        step_losses.push((stats.loss, stats.grad_norm));
     }
     let scores = score_batch(&model.valid(), &batch()).unwrap();
     (step_losses, scores.per_sample_loss)
@@ -46,10 +47,13 @@ fn libtorch_cpu_trains_to_the_losses_of_flex() {
     let tch = device_from_name("tch").expect("a --features tch build");
     let (flex_steps, flex_scores) = losses(&Device::flex(), &init, 4);
     let (tch_steps, tch_scores) = losses(&tch, &init, 4);
-    for (step, (a, b)) in flex_steps.iter().zip(&tch_steps).enumerate() {
-        assert!((a - b).abs() < 1e-4, "step {step}: flex loss {a}, LibTorch {b}");
+    // The gradient norm checks the backward passes too: LibTorch runs its own LayerNorm and
+    // GELU (and their backward), flex our fused kernels.
+    for (step, ((loss_a, norm_a), (loss_b, norm_b))) in flex_steps.iter().zip(&tch_steps).enumerate() {
+        assert!((loss_a - loss_b).abs() < 1e-4, "step {step}: flex loss {loss_a}, LibTorch {loss_b}");
+        assert!((norm_a - norm_b).abs() < 1e-4 * norm_a.max(1.0), "step {step}: gradient norm {norm_a} vs {norm_b}");
     }
     let worst = flex_scores.iter().zip(&tch_scores).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
     assert!(worst < 1e-3, "per-sample losses after training differ by up to {worst}");
-    assert!(flex_steps[0] != flex_steps[3], "the steps trained");
+    assert!(flex_steps[0].0 != flex_steps[3].0, "the steps trained");
 }

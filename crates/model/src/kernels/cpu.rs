@@ -10,6 +10,22 @@ pub(crate) fn uses_cpu_kernels<const D: usize>(x: &Tensor<D>) -> bool {
     x.device().inner() == Device::flex() && x.dtype() == DType::F32
 }
 
+/// Whether `x` takes the fused operations with their own backward nodes: on `flex` our CPU
+/// kernels, on LibTorch (the `tch` feature) LibTorch's native LayerNorm and GELU.
+pub(crate) fn uses_fused_ops<const D: usize>(x: &Tensor<D>) -> bool {
+    uses_cpu_kernels(x) || on_libtorch(x)
+}
+
+#[cfg(feature = "tch")]
+fn on_libtorch<const D: usize>(x: &Tensor<D>) -> bool {
+    matches!(x.device().inner().as_dispatch(), burn::backend::DispatchDevice::LibTorch(_)) && x.dtype() == DType::F32
+}
+
+#[cfg(not(feature = "tch"))]
+fn on_libtorch<const D: usize>(_x: &Tensor<D>) -> bool {
+    false
+}
+
 /// The elements of an `f32` `flex` tensor in row-major order, copied only if the tensor is not
 /// contiguous already.
 pub(crate) struct F32Values {

@@ -18,11 +18,11 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::cpu::{F32Values, f32_tensor, uses_cpu_kernels};
+use super::cpu::{F32Values, f32_tensor, uses_fused_ops};
 
 /// GELU and its backward as one backend extension: implemented for `flex` and, with a custom
 /// backward node, for autodiff over it.
-#[backend_extension(Flex, Autodiff)]
+#[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait FastGeluOps: Backend {
     /// `x · Φ(x)`.
     fn fast_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -32,7 +32,7 @@ pub trait FastGeluOps: Backend {
 
 /// Exact GELU: the fused kernel on the CPU (with or without autodiff), Burn's `gelu` elsewhere.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if uses_cpu_kernels(&x) {
+    if uses_fused_ops(&x) {
         Tensor::from_dispatch(<Dispatch as FastGeluOps>::fast_gelu(x.into_dispatch()))
     } else {
         burn::tensor::activation::gelu(x)
@@ -46,6 +46,18 @@ impl FastGeluOps for Flex {
 
     fn fast_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         map_f32(&x, Some(&grad), run_chunk::<GeluGradChunk>)
+    }
+}
+
+/// On LibTorch: its native exact GELU and GELU backward.
+#[cfg(feature = "tch")]
+impl FastGeluOps for burn::backend::LibTorch {
+    fn fast_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        burn::backend::libtorch::TchTensor::new(x.tensor.gelu("none"))
+    }
+
+    fn fast_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        burn::backend::libtorch::TchTensor::new(x.tensor.gelu_backward(&grad.tensor, "none"))
     }
 }
 

@@ -18,10 +18,10 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use rayon::prelude::*;
 
-use super::cpu::{F32Values, f32_tensor, uses_cpu_kernels};
+use super::cpu::{F32Values, f32_tensor, uses_fused_ops};
 
 /// LayerNorm over the last dimension and its backward, as one backend extension.
-#[backend_extension(Flex, Autodiff)]
+#[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait FastLayerNormOps: Backend {
     /// `(x - mean) / sqrt(var + eps) · gamma + beta` per row of the last dimension.
     fn fast_layer_norm(
@@ -42,7 +42,7 @@ pub trait FastLayerNormOps: Backend {
 /// `ln.forward(x)`: the fused kernel on the CPU, Burn's LayerNorm elsewhere. The model builds
 /// its LayerNorms with `LayerNormConfig`'s default epsilon, which this uses.
 pub fn layer_norm<const D: usize>(ln: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
-    match (&ln.beta, uses_cpu_kernels(&x)) {
+    match (&ln.beta, uses_fused_ops(&x)) {
         (Some(beta), true) => {
             let eps = LayerNormConfig::new(1).epsilon;
             Tensor::from_dispatch(<Dispatch as FastLayerNormOps>::fast_layer_norm(
@@ -148,6 +148,45 @@ impl FastLayerNormOps for Flex {
         (f32_tensor(dx, shape), f32_tensor(dgamma, param_shape.clone()), f32_tensor(dbeta, param_shape))
     }
 }
+
+/// On LibTorch: its native LayerNorm forward, and the same backward as the CPU kernel's in a
+/// few whole-tensor LibTorch ops (tch 0.22 does not expose `native_layer_norm_backward`).
+#[cfg(feature = "tch")]
+impl FastLayerNormOps for burn::backend::LibTorch {
+    fn fast_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let d = gamma.tensor.size()[0];
+        TchTensor::new(x.tensor.layer_norm([d], Some(&gamma.tensor), Some(&beta.tensor), eps, false))
+    }
+
+    fn fast_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let d = gamma.tensor.size()[0];
+        let (_, mean, rstd) = x.tensor.native_layer_norm([d], None::<&tch::Tensor>, None::<&tch::Tensor>, eps);
+        let xhat = (&x.tensor - mean) * &rstd;
+        let rows: Vec<i64> = (0..x.tensor.dim() as i64 - 1).collect();
+        let dy = &grad.tensor;
+        let dbeta = dy.sum_dim_intlist(rows.as_slice(), false, None::<tch::Kind>);
+        let dgamma = (dy * &xhat).sum_dim_intlist(rows.as_slice(), false, None::<tch::Kind>);
+        // dx = rstd · (g − mean(g) − x̂ · mean(g · x̂)) with g = dy · gamma, per row.
+        let g = dy * &gamma.tensor;
+        let mean_g = g.mean_dim(-1, true, None::<tch::Kind>);
+        let mean_gx = (&g * &xhat).mean_dim(-1, true, None::<tch::Kind>);
+        let dx = rstd * (g - mean_g - xhat * mean_gx);
+        (TchTensor::new(dx), TchTensor::new(dgamma), TchTensor::new(dbeta))
+    }
+}
+
+#[cfg(feature = "tch")]
+use burn::backend::libtorch::TchTensor;
 
 impl<B: Backend + FastLayerNormOps, C: CheckpointStrategy> FastLayerNormOps for Autodiff<B, C> {
     fn fast_layer_norm(
