@@ -70,6 +70,12 @@ impl Selector {
         self.first_selecting_epoch
     }
 
+    /// Whether the selector has a warm-up whose end is still to be decided (an `auto` one that
+    /// [`Selector::end_warmup`] has not ended yet); a fixed `W` is decided from the start.
+    pub fn awaits_warmup_end(&self) -> bool {
+        self.config.has_warmup() && self.first_selecting_epoch.is_none()
+    }
+
     /// Whether `epoch` is a warm-up epoch: below `W`, or with `auto` any epoch before
     /// [`Selector::end_warmup`] was called.
     pub fn warming_up(&self, epoch: u32) -> bool {
@@ -444,7 +450,9 @@ mod tests {
             let s = sel.select(&scores(&idx, &[10.0, 20.0, 30.0, 40.0]), epoch, 0, &mut rng()).unwrap();
             assert!(s.drew_at_random, "epoch {epoch}");
         }
+        assert!(sel.awaits_warmup_end());
         sel.end_warmup(41).unwrap();
+        assert!(!sel.awaits_warmup_end());
         assert!(sel.warming_up(40) && !sel.warming_up(41));
         assert_eq!(sel.first_selecting_epoch(), Some(41));
         // Sample 2 dropped against its warm-up score: the gap keeps it.
@@ -452,6 +460,7 @@ mod tests {
         assert!(!s.drew_at_random && s.positions.contains(&2), "{:?}", s.positions);
 
         let mut fixed = selector(Strategy::DissectWarmup, 0.5, 4);
+        assert!(!fixed.awaits_warmup_end(), "a fixed W is decided from the start");
         let err = fixed.end_warmup(1).unwrap_err().to_string();
         assert!(err.contains("fixed at W = 2"), "{err}");
         assert!(fixed.warming_up(1) && !fixed.warming_up(2));

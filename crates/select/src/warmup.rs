@@ -131,7 +131,8 @@ pub struct AutoWarmupEnd {
 /// After epoch `e ≥ 1`, with `rise_e = mean_e − mean_{e−1}`, the warm-up ends when
 /// `rise_e ≤ AUTO_WARMUP_SLOWDOWN · max(0, steepest rise so far)` (so also when the mean does
 /// not rise at all); it always ends once `⌈epochs / 2⌉` epochs are done. Selection starts at
-/// epoch `e + 1`: the rule needs two epochs to judge, so the earliest `W` it gives is 2.
+/// epoch `e + 1`: the rule needs two epochs to judge, so the earliest `W` it gives is 2 (1 only
+/// through the cap of a one- or two-epoch run).
 ///
 /// ```
 /// use dissect_select::auto_warmup_end;

@@ -18,7 +18,7 @@ use dissect_model::{
     Clip, ClipBatch, ClipConfig, ClipOptimizer, ModelError, StepStats, model_from_bytes, model_to_bytes, score_batches,
     train_step_ranks,
 };
-use dissect_select::{AutoWarmupEnd, RecordWriter, Selection, Selector, Strategy, WarmupEpochs, auto_warmup_end};
+use dissect_select::{AutoWarmupEnd, RecordWriter, Selection, Selector, Strategy, auto_warmup_end};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -283,11 +283,13 @@ impl Run {
     /// it) and the reference model's scores (oracle strategies), per rank.
     fn score(&self, batch: &Batch, ranks: &[std::ops::Range<usize>], hosts: &[ClipBatch]) -> Result<RankScores> {
         let needs = self.config.selection.strategy.needs();
-        let current = if needs.clip_scores || needs.losses || self.config.track_scores || self.auto_warmup_pending() {
-            Some(score_batches(self.model()?, hosts, &self.devices[..hosts.len()])?)
-        } else {
-            None
-        };
+        // An `auto` warm-up is judged on every step's scores, so it needs the pass too.
+        let current =
+            if needs.clip_scores || needs.losses || self.config.track_scores || self.selector.awaits_warmup_end() {
+                Some(score_batches(self.model()?, hosts, &self.devices[..hosts.len()])?)
+            } else {
+                None
+            };
         let reference = match &self.reference {
             Some(reference) => Some(
                 ranks
@@ -422,19 +424,11 @@ impl Run {
         Ok(summary)
     }
 
-    /// Whether an `auto` warm-up has yet to end (its signal needs every step scored).
-    fn auto_warmup_pending(&self) -> bool {
-        let selection = &self.config.selection;
-        selection.warmup_epochs == WarmupEpochs::Auto
-            && selection.has_warmup()
-            && self.selector.first_selecting_epoch().is_none()
-    }
-
     /// With an `auto` warm-up still going on, whether the epoch just summarised ends it
     /// (judged on every finished epoch's mean CLIPScore); the selector is told where
     /// selection starts.
     fn decide_auto_warmup(&mut self, summary: &EpochSummary) -> Result<Option<AutoWarmupEnd>> {
-        if !self.auto_warmup_pending() {
+        if !self.selector.awaits_warmup_end() {
             return Ok(None);
         }
         let means = self.state.history.iter().chain([summary]).map(|e| e.mean_score).collect::<Option<Vec<f64>>>();

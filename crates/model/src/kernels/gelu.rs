@@ -7,6 +7,8 @@
 //! Max abs error against the exact GELU is below 1e-6 (unit tests below compare with
 //! `f64` references). Other devices (CUDA) use Burn's own `gelu`.
 
+#[cfg(feature = "tch")]
+use burn::backend::libtorch::TchTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
@@ -53,11 +55,11 @@ impl FastGeluOps for Flex {
 #[cfg(feature = "tch")]
 impl FastGeluOps for burn::backend::LibTorch {
     fn fast_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        burn::backend::libtorch::TchTensor::new(x.tensor.gelu("none"))
+        TchTensor::new(x.tensor.gelu("none"))
     }
 
     fn fast_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        burn::backend::libtorch::TchTensor::new(x.tensor.gelu_backward(&grad.tensor, "none"))
+        TchTensor::new(x.tensor.gelu_backward(&grad.tensor, "none"))
     }
 }
 

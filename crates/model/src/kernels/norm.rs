@@ -7,6 +7,8 @@
 //! chunk order, so the result does not depend on thread timing. Other devices use Burn's
 //! `LayerNorm::forward`.
 
+#[cfg(feature = "tch")]
+use burn::backend::libtorch::TchTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::{LayerNorm, LayerNormConfig};
@@ -184,9 +186,6 @@ impl FastLayerNormOps for burn::backend::LibTorch {
         (TchTensor::new(dx), TchTensor::new(dgamma), TchTensor::new(dbeta))
     }
 }
-
-#[cfg(feature = "tch")]
-use burn::backend::libtorch::TchTensor;
 
 impl<B: Backend + FastLayerNormOps, C: CheckpointStrategy> FastLayerNormOps for Autodiff<B, C> {
     fn fast_layer_norm(
