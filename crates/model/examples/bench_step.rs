@@ -51,6 +51,8 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As the `dissect` binary does: freed tensor buffers stay in the process for reuse.
+    dissect_model::keep_freed_memory();
     let args = parse_args()?;
     let cfg = ClipConfig::preset(&args.preset)?;
     let b = args.batch;
