@@ -1,33 +1,69 @@
 #!/usr/bin/env bash
 # The step benchmark on a GPU, LibTorch through dissect next to PyTorch on the same GPU: for
-# `tiny`, `small` and `vit-b-32`, alternating rounds of `bench_step --device tch:cuda` (built by
-# bench/build_tch.sh) and `bench/torch_clip.py --device cuda`, then a short `dissect train`.
-# Run it on the GPU machine from the repository root, with the torch 2.11.0 the binaries were
-# built against:
+# `tiny`, `small`, `vit-b-32` and `rn50`, alternating rounds of `bench_step --device tch:cuda`
+# (built by bench/build_tch.sh) and `bench/torch_clip.py --device cuda`; then `dissect train`
+# on the GPU, first the short run that checks the device end to end, then `full` and
+# `dissect-momentum` on the `tiny` preset with the wall time of each. Run it on the GPU machine
+# from the repository root, with the torch 2.11.0 the binaries were built against (the `rn50`
+# reference needs open_clip_torch in that Python: its ModifiedResNet is the image tower):
 #
 #   PYTHON=/path/to/venv/bin/python BIN=dist/tch bench/gpu_step.sh [ROUNDS]      # default 2 rounds
+#
+# BASE_BIN names a second build whose `bench_step` joins every round (before/after a change).
+# STEPS (timed steps per run, default 10), PRESETS, TRAIN_SIZE (rows of the `tiny` training
+# runs, default 20000), and BURN_DEVICE / TORCH_DEVICE (default tch:cuda / cuda) override the
+# defaults; `BURN_DEVICE=tch TORCH_DEVICE=cpu PRESETS=tiny STEPS=1 TRAIN_SIZE=512` checks the
+# script on a machine without a GPU.
 set -euo pipefail
 
 python=${PYTHON:-python3}
 bin=${BIN:-dist/tch}
+base_bin=${BASE_BIN:-}
 rounds=${1:-2}
+steps=${STEPS:-10}
+presets=${PRESETS:-tiny small vit-b-32 rn50}
+train_size=${TRAIN_SIZE:-20000}
+burn_device=${BURN_DEVICE:-tch:cuda}
+torch_device=${TORCH_DEVICE:-cuda}
 torch_lib=$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-"$python" -c 'import torch; print("torch", torch.__version__, "GPUs", torch.cuda.device_count(), torch.cuda.get_device_name(0))'
-for preset in tiny small vit-b-32; do
+"$python" -c 'import torch; print("torch", torch.__version__, "GPUs", torch.cuda.device_count(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
+for preset in $presets; do
     case $preset in
-        vit-b-32) batch=128 ;;
+        vit-b-32 | rn50) batch=128 ;;
         *) batch=256 ;;
     esac
     for round in $(seq "$rounds"); do
         echo "== $preset, batch $batch, round $round"
-        "$bin/bench_step" --preset "$preset" --batch "$batch" --steps 5 --device tch:cuda | grep -E '^(burn|median|selected)'
-        "$python" bench/torch_clip.py --preset "$preset" --batch "$batch" --steps 5 --device cuda | grep -E '^(pytorch|median|selected)'
+        for build in $base_bin $bin; do
+            echo "-- $build/bench_step"
+            "$build/bench_step" --preset "$preset" --batch "$batch" --steps "$steps" --device "$burn_device" |
+                grep -E '^(burn|median|selected)'
+        done
+        "$python" bench/torch_clip.py --preset "$preset" --batch "$batch" --steps "$steps" --device "$torch_device" |
+            grep -E '^(pytorch|median|selected)'
     done
 done
 
 work=$(mktemp -d)
-"$bin/dissect" data generate noisy-shapes --out "$work/data" --noise-rate 0.4 --train-size 4096 --test-size 1000
-time "$bin/dissect" train --device tch:cuda --data "$work/data" --model micro --epochs 2 --batch-size 64 \
-    --strategy dissect-momentum --out "$work/run" --no-progress
+trap 'rm -rf "$work"' EXIT
+timed() { # label, command...: the command's output, then its wall time in seconds
+    local label=$1 start
+    shift
+    start=$(date +%s.%N)
+    "$@"
+    awk -v label="$label" -v start="$start" -v end="$(date +%s.%N)" 'BEGIN { printf "wall %s %.1f s\n", label, end - start }'
+}
+echo "== dissect train on $burn_device"
+"$bin/dissect" data generate noisy-shapes --out "$work/small" --noise-rate 0.4 --train-size 4096 --test-size 1000
+timed micro "$bin/dissect" train --device "$burn_device" --data "$work/small" --model micro --epochs 2 \
+    --batch-size 64 --strategy dissect-momentum --out "$work/micro" --no-progress | tail -n 3
+"$bin/dissect" data generate noisy-shapes --out "$work/data" --noise-rate 0.4 --train-size "$train_size" --test-size 1000
+for strategy in full dissect-momentum; do
+    timed "tiny-$strategy" "$bin/dissect" train --device "$burn_device" --data "$work/data" --model tiny \
+        --epochs 2 --batch-size 256 --strategy "$strategy" --rate 0.3 --out "$work/$strategy" --no-progress |
+        tail -n 3
+done
+"$python" bench/step_breakdown.py "$work/full" "$work/dissect-momentum"

@@ -3,13 +3,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::kernels::{gelu, layer_norm};
+use crate::kernels::{attention, gelu, layer_norm};
 
 /// Seeded parameter initialiser. Burn's own RNG is global per backend, so tests running in
 /// parallel threads would interleave draws; a private ChaCha stream keeps `seed → weights` exact.
@@ -92,11 +90,7 @@ impl Attention {
         let q: Tensor<4> = qkv.clone().narrow(0, 0, 1).squeeze_dim(0);
         let k: Tensor<4> = qkv.clone().narrow(0, 1, 1).squeeze_dim(0);
         let v: Tensor<4> = qkv.narrow(0, 2, 1).squeeze_dim(0);
-        // The backend's attention op: a fused kernel on the no-grad path, a differentiable
-        // decomposition under autodiff. `is_causal` is the same mask as
-        // `generate_autoregressive_mask` without materialising it.
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
-        let ctx = attention(q, k, v, None, None, options);
+        let ctx = attention(q, k, v, causal);
         linear_rows(&self.out, ctx.swap_dims(1, 2).reshape([b, l, d]))
     }
 }

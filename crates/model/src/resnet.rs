@@ -17,10 +17,11 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
-use burn::tensor::module::{attention, avg_pool2d, batch_norm, batch_norm_train, conv2d};
-use burn::tensor::ops::{AttentionModuleOptions, AvgPoolOptions, ConvOptions};
+use burn::tensor::module::{avg_pool2d, batch_norm};
+use burn::tensor::ops::AvgPoolOptions;
 
 use crate::config::ResNetConfig;
+use crate::kernels::{attention, batch_norm_train, conv2d};
 use crate::layers::{Init, linear_rows};
 
 /// PyTorch's BatchNorm defaults.
@@ -133,7 +134,7 @@ impl Conv {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let (s, p) = (self.stride, self.padding);
-        conv2d(x, self.weight.val(), None, ConvOptions::new([s, s], [p, p], [1, 1], 1))
+        conv2d(x, self.weight.val(), s, p)
     }
 }
 
@@ -269,8 +270,7 @@ impl AttentionPool {
         let q = split(linear_rows(&self.q_proj, tokens.clone().narrow(1, 0, 1)), 1);
         let k = split(linear_rows(&self.k_proj, tokens.clone()), n);
         let v = split(linear_rows(&self.v_proj, tokens), n);
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
-        let ctx: Tensor<4> = attention(q, k, v, None, None, options);
+        let ctx: Tensor<4> = attention(q, k, v, false);
         self.c_proj.forward(ctx.swap_dims(1, 2).reshape([b, d]))
     }
 }

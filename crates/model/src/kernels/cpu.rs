@@ -1,5 +1,6 @@
-//! Pieces shared by the fused CPU kernels (`gelu.rs`, `norm.rs`): which tensors take them, and
-//! moving `flex` tensors to and from plain `f32` slices.
+//! Pieces shared by the kernels (`gelu.rs`, `norm.rs`, `attention.rs`, `native.rs`): which
+//! tensors take them, moving `flex` tensors to and from plain `f32` slices, and an `exp` that
+//! vectorises.
 
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
@@ -17,12 +18,12 @@ pub(crate) fn uses_fused_ops<const D: usize>(x: &Tensor<D>) -> bool {
 }
 
 #[cfg(feature = "tch")]
-fn on_libtorch<const D: usize>(x: &Tensor<D>) -> bool {
+pub(crate) fn on_libtorch<const D: usize>(x: &Tensor<D>) -> bool {
     matches!(x.device().inner().as_dispatch(), burn::backend::DispatchDevice::LibTorch(_)) && x.dtype() == DType::F32
 }
 
 #[cfg(not(feature = "tch"))]
-fn on_libtorch<const D: usize>(_x: &Tensor<D>) -> bool {
+pub(crate) fn on_libtorch<const D: usize>(_x: &Tensor<D>) -> bool {
     false
 }
 
@@ -49,4 +50,46 @@ impl F32Values {
 /// A `flex` tensor owning `values` with `shape`.
 pub(crate) fn f32_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// `exp(t)` for `t ≤ 0`: `2^n · e^r` with `n = round(t / ln 2)`, `|r| ≤ ln 2 / 2` split off in
+/// two parts (Cody–Waite) and a degree-7 Taylor polynomial for `e^r` (relative error < 2e-7).
+#[inline(always)]
+pub(crate) fn exp_nonpositive_f32(t: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Below this e^t is under f32's smallest normal; the result is 0 either way.
+    let t = t.max(-87.0);
+    // Round-to-nearest by the 1.5·2^23 trick (no libm call, so the loop vectorises).
+    const ROUND: f32 = 12_582_912.0;
+    let n = (t * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = (t - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 5040.0_f32;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    // 2^n by building the exponent bits; n ≥ -126 here, so the result stays normal.
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    p * scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_std_over_its_range() {
+        for i in 0..=90_000 {
+            let t = -(i as f32) / 1000.0;
+            let (fast, exact) = (exp_nonpositive_f32(t), t.exp());
+            assert!((fast - exact).abs() <= 3e-7 * exact + 1e-37, "exp({t}) = {fast}, expected {exact}");
+        }
+        // Far below the clamp the result is e^-87 = 1.65e-38, next to f32's smallest normal.
+        let far = exp_nonpositive_f32(-1e4);
+        assert!((0.0..1.7e-38).contains(&far), "exp(-1e4) = {far}");
+    }
 }

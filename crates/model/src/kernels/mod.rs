@@ -6,17 +6,25 @@
 //!
 //! - [`gelu`]: exact GELU (erf form), vectorised and multi-threaded.
 //! - [`layer_norm`]: LayerNorm forward and backward in one pass each.
+//! - [`attention`]: scaled dot-product attention, one task per (batch, head) slice.
+//! - [`conv2d`] and [`batch_norm_train`]: Burn's ops, except on LibTorch devices, where each
+//!   (and attention) is one node that takes LibTorch's own gradients (cuDNN's convolution and
+//!   BatchNorm, its fused attention).
 //!
-//! Both are tested against f64 references and against Burn's own operations (forward and
-//! gradients) in their modules.
+//! Each is tested against Burn's own operations (forward and gradients) in its module, GELU
+//! and LayerNorm against f64 references too.
 
 // Burn marks burn-tch deprecated; its LibTorch arms stay behind the `tch` feature until Burn's
 // CUDA build works offline.
 #![cfg_attr(feature = "tch", allow(deprecated))]
 
+mod attention;
 mod cpu;
 mod gelu;
+mod native;
 mod norm;
 
+pub use attention::attention;
 pub use gelu::gelu;
+pub use native::{batch_norm_train, conv2d};
 pub use norm::layer_norm;
