@@ -10,8 +10,12 @@
 //! (batch, head) slice is one task: its scores, softmax and weighted sum stay in a per-thread
 //! buffer of `l_q · l_k` floats, the products are burn-flex's own GEMM on that thread, the
 //! softmax uses the vectorised `exp` of `cpu.rs`, and the backward recomputes the
-//! probabilities rather than keeping them. The same layer took 30–37 ms. Every slice is
-//! computed the same way whichever thread runs it, so results do not depend on thread timing.
+//! probabilities rather than keeping them. The same layer took 30–37 ms. The inputs are read
+//! where they lie (the model's q, k and v are strided views into one projection) and the
+//! outputs written in `[b, l, h, d]` order, so no copy is made around the op; that took the
+//! `small` step from 2.89–2.91 s to 2.73–2.75 s (`tiny`: no change beyond noise). Every slice
+//! is computed the same way whichever thread runs it, so results do not depend on thread
+//! timing.
 
 #[cfg(feature = "tch")]
 use burn::backend::libtorch::TchTensor;
@@ -27,7 +31,9 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use rayon::prelude::*;
 
-use super::cpu::{F32Values, exp_nonpositive_f32, f32_tensor, uses_fused_ops};
+use burn_flex::FlexTensor;
+
+use super::cpu::{exp_nonpositive_f32, f32_tensor, uses_fused_ops};
 
 /// Scaled dot-product attention of `[b, h, l_q, d]` queries over `[b, h, l_k, d]` keys and
 /// values, scaled by `1 / sqrt(d)`; `causal` masks every query's view of later keys (query `i`
@@ -68,10 +74,12 @@ pub trait FastAttentionOps: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// One (batch, head) slice's problem: `l_q` queries over `l_k` keys of width `d`, the same
-/// for every slice of a call.
+/// One call's sizes: `batch × heads` independent slices, each `l_q` queries over `l_k` keys
+/// of width `d`.
 #[derive(Clone, Copy, Debug)]
 struct Dims {
+    batch: usize,
+    heads: usize,
     l_q: usize,
     l_k: usize,
     d: usize,
@@ -81,8 +89,9 @@ struct Dims {
 
 impl Dims {
     fn of(q: &Shape, k: &Shape, causal: bool) -> Self {
-        let (l_q, d, l_k) = (q[2], q[3], k[2]);
-        Self { l_q, l_k, d, causal, scale: 1.0 / (d as f32).sqrt() }
+        assert!(q[0] == k[0] && q[1] == k[1] && q[3] == k[3], "attention: q {q:?} and k {k:?} disagree");
+        let (batch, heads, l_q, d, l_k) = (q[0], q[1], q[2], q[3], k[2]);
+        Self { batch, heads, l_q, l_k, d, causal, scale: 1.0 / (d as f32).sqrt() }
     }
 
     /// The keys query `i` sees: all of them, or `0..=i` when causal.
@@ -98,21 +107,25 @@ impl FastAttentionOps for Flex {
         v: FloatTensor<Self>,
         causal: bool,
     ) -> FloatTensor<Self> {
-        let shape = q.layout().shape().clone();
-        let dims = Dims::of(&shape, k.layout().shape(), causal);
-        let (q, k, v) = (F32Values::new(&q), F32Values::new(&k), F32Values::new(&v));
-        let (qs, ks, vs) = (q.as_slice(), k.as_slice(), v.as_slice());
-        let (q_len, kv_len) = (dims.l_q * dims.d, dims.l_k * dims.d);
-        assert!(qs.len() / q_len == ks.len() / kv_len && ks.len() == vs.len(), "attention: q, k, v disagree");
-        let mut out = vec![0f32; qs.len()];
-        out.par_chunks_mut(q_len).enumerate().for_each_init(
+        let dims = Dims::of(q.layout().shape(), k.layout().shape(), causal);
+        let (q, k, v) = (Rows::new(&q), Rows::new(&k), Rows::new(&v));
+        let heads = dims.heads;
+        let mut out = vec![0f32; dims.batch * dims.l_q * heads * dims.d];
+        // One task per batch item, its heads in turn; the output is laid out [b, l_q, h, d].
+        out.par_chunks_mut(dims.l_q * heads * dims.d).enumerate().for_each_init(
             || Scratch::new(&dims),
-            |scratch, (s, out)| {
-                let (q, k, v) = (&qs[s * q_len..][..q_len], &ks[s * kv_len..][..kv_len], &vs[s * kv_len..][..kv_len]);
-                forward_slice(&dims, [q, k, v], scratch, out);
+            |scratch, (b, out)| {
+                for h in 0..heads {
+                    let qkv = [
+                        q.view(b, h, dims.l_q, dims.d),
+                        k.view(b, h, dims.l_k, dims.d),
+                        v.view(b, h, dims.l_k, dims.d),
+                    ];
+                    forward_slice(&dims, qkv, scratch, RowsMut::head(out, h, dims.l_q, heads, dims.d));
+                }
             },
         );
-        f32_tensor(out, shape)
+        heads_last(out, &dims, dims.l_q)
     }
 
     fn fast_attention_backward(
@@ -122,27 +135,86 @@ impl FastAttentionOps for Flex {
         grad: FloatTensor<Self>,
         causal: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (q_shape, kv_shape) = (q.layout().shape().clone(), k.layout().shape().clone());
-        let dims = Dims::of(&q_shape, &kv_shape, causal);
-        let (q, k, v, grad) = (F32Values::new(&q), F32Values::new(&k), F32Values::new(&v), F32Values::new(&grad));
-        let (qs, ks, vs, gs) = (q.as_slice(), k.as_slice(), v.as_slice(), grad.as_slice());
-        let (q_len, kv_len) = (dims.l_q * dims.d, dims.l_k * dims.d);
-        let (mut dq, mut dk, mut dv) = (vec![0f32; qs.len()], vec![0f32; ks.len()], vec![0f32; vs.len()]);
-        dq.par_chunks_mut(q_len)
-            .zip(dk.par_chunks_mut(kv_len))
-            .zip(dv.par_chunks_mut(kv_len))
+        let dims = Dims::of(q.layout().shape(), k.layout().shape(), causal);
+        let (q, k, v, grad) = (Rows::new(&q), Rows::new(&k), Rows::new(&v), Rows::new(&grad));
+        let (heads, d) = (dims.heads, dims.d);
+        let (q_item, kv_item) = (dims.l_q * heads * d, dims.l_k * heads * d);
+        let (mut dq, mut dk, mut dv) =
+            (vec![0f32; dims.batch * q_item], vec![0f32; dims.batch * kv_item], vec![0f32; dims.batch * kv_item]);
+        dq.par_chunks_mut(q_item)
+            .zip(dk.par_chunks_mut(kv_item))
+            .zip(dv.par_chunks_mut(kv_item))
             .enumerate()
             .for_each_init(
                 || Scratch::new(&dims),
-                |scratch, (s, ((dq, dk), dv))| {
-                    let (q, k, v) =
-                        (&qs[s * q_len..][..q_len], &ks[s * kv_len..][..kv_len], &vs[s * kv_len..][..kv_len]);
-                    let grad = &gs[s * q_len..][..q_len];
-                    backward_slice(&dims, [q, k, v, grad], scratch, [dq, dk, dv]);
+                |scratch, (b, ((dq, dk), dv))| {
+                    for h in 0..heads {
+                        let inputs = [
+                            q.view(b, h, dims.l_q, d),
+                            k.view(b, h, dims.l_k, d),
+                            v.view(b, h, dims.l_k, d),
+                            grad.view(b, h, dims.l_q, d),
+                        ];
+                        let grads = [
+                            RowsMut::head(dq, h, dims.l_q, heads, d),
+                            RowsMut::head(dk, h, dims.l_k, heads, d),
+                            RowsMut::head(dv, h, dims.l_k, heads, d),
+                        ];
+                        backward_slice(&dims, inputs, scratch, grads);
+                    }
                 },
             );
-        (f32_tensor(dq, q_shape), f32_tensor(dk, kv_shape.clone()), f32_tensor(dv, kv_shape))
+        (heads_last(dq, &dims, dims.l_q), heads_last(dk, &dims, dims.l_k), heads_last(dv, &dims, dims.l_k))
     }
+}
+
+/// A 4-D `f32` tensor read where it lies: the model's q, k and v are strided views into one
+/// q/k/v projection, and the output's gradient a transposed view, so copying them into
+/// `[b, h, l, d]` order first would cost a full pass each. Copied only if its rows are not
+/// contiguous.
+struct Rows {
+    tensor: FlexTensor,
+    offset: usize,
+    /// Strides of the batch, head and row dimensions.
+    strides: [usize; 3],
+}
+
+impl Rows {
+    fn new(tensor: &FlexTensor) -> Self {
+        let strides = tensor.layout().strides();
+        let in_place = strides[3] == 1 && strides.iter().all(|&s| s >= 0);
+        let tensor = if in_place { tensor.clone() } else { tensor.to_contiguous() };
+        let (offset, s) = (tensor.layout().start_offset(), tensor.layout().strides());
+        let strides = [s[0] as usize, s[1] as usize, s[2] as usize];
+        Self { tensor, offset, strides }
+    }
+
+    /// The `rows × cols` matrix of batch item `b`, head `h`.
+    fn view(&self, b: usize, h: usize, rows: usize, cols: usize) -> View<'_> {
+        let start = self.offset + b * self.strides[0] + h * self.strides[1];
+        View { data: &self.tensor.storage()[start..], rows, cols, row_stride: self.strides[2], col_stride: 1 }
+    }
+}
+
+/// One head's rows inside a batch item's `[l, h, d]` output: `rows × cols` elements, row `r`
+/// at `r · row_stride`.
+struct RowsMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+}
+
+impl<'a> RowsMut<'a> {
+    fn head(item: &'a mut [f32], h: usize, rows: usize, heads: usize, d: usize) -> Self {
+        Self { data: &mut item[h * d..], rows, cols: d, row_stride: heads * d }
+    }
+}
+
+/// `[b, l, h, d]` values as the `[b, h, l, d]` tensor the caller expects: a transposed view,
+/// so that the model's `swap_dims(1, 2)` back to `[b, l, h·d]` is free.
+fn heads_last(values: Vec<f32>, dims: &Dims, rows: usize) -> FlexTensor {
+    f32_tensor(values, Shape::new([dims.batch, rows, dims.heads, dims.d])).transpose(1, 2)
 }
 
 /// On LibTorch: `scaled_dot_product_attention` (flash or memory-efficient kernels on a GPU),
@@ -220,21 +292,23 @@ impl<'a> View<'a> {
     }
 }
 
-/// `dst = scale · a · b` for a row-major `dst`, on this thread (the slices are the parallel
-/// tasks): burn-flex's GEMM, whose result does not depend on which thread runs it.
-fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, scale: f32) {
+/// `dst = scale · a · b`, on this thread (the batch items are the parallel tasks): burn-flex's
+/// GEMM, whose result does not depend on which thread runs it.
+fn matmul(dst: RowsMut<'_>, a: View<'_>, b: View<'_>, scale: f32) {
     let (m, n, k) = (a.rows, b.cols, a.cols);
-    assert!(b.rows == k && dst.len() == m * n && a.in_bounds() && b.in_bounds(), "matmul shapes");
-    // SAFETY: the assert above keeps every element gemm reads inside `a.data` and `b.data`,
-    // and every element it writes (m × n, row-major) inside `dst`.
+    let dst_fits = m == 0 || n == 0 || (m - 1) * dst.row_stride + n <= dst.data.len();
+    assert!(b.rows == k && dst.rows == m && dst.cols == n && dst_fits, "matmul shapes");
+    assert!(a.in_bounds() && b.in_bounds(), "matmul operands");
+    // SAFETY: the asserts above keep every element gemm reads inside `a.data` and `b.data`,
+    // and every element it writes (m rows of n, `row_stride` apart) inside `dst.data`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.data.as_mut_ptr(),
             1,
-            n as isize,
+            dst.row_stride as isize,
             false,
             a.data.as_ptr(),
             a.col_stride as isize,
@@ -250,6 +324,11 @@ fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, scale: f32) {
             gemm::Parallelism::None,
         );
     }
+}
+
+/// A whole row-major `rows × cols` buffer as a destination.
+fn dense<'a>(data: &'a mut [f32], rows: usize, cols: usize) -> RowsMut<'a> {
+    RowsMut { data, rows, cols, row_stride: cols }
 }
 
 /// The row-wise softmax of the scaled scores already in `probs` (`l_q × l_k`); masked keys
@@ -332,9 +411,8 @@ fn lanes_fold(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
 }
 
 /// One slice's output `P · V`, with `P = softmax(s · Q Kᵀ)` (`s` the scale).
-fn forward_slice(dims: &Dims, [q, k, v]: [&[f32]; 3], scratch: &mut Scratch, out: &mut [f32]) {
-    let (q, k, v) = (View::new(q, dims.l_q, dims.d), View::new(k, dims.l_k, dims.d), View::new(v, dims.l_k, dims.d));
-    matmul(&mut scratch.probs, q, k.t(), dims.scale);
+fn forward_slice(dims: &Dims, [q, k, v]: [View<'_>; 3], scratch: &mut Scratch, out: RowsMut<'_>) {
+    matmul(dense(&mut scratch.probs, dims.l_q, dims.l_k), q, k.t(), dims.scale);
     softmax_rows(dims, &mut scratch.probs);
     matmul(out, View::new(&scratch.probs, dims.l_q, dims.l_k), v, 1.0);
 }
@@ -342,13 +420,12 @@ fn forward_slice(dims: &Dims, [q, k, v]: [&[f32]; 3], scratch: &mut Scratch, out
 /// One slice's gradients. With `P` the probabilities and `G` the output's gradient:
 /// `dV = Pᵀ G`, `dP = G Vᵀ`, `dS = P ∘ (dP − rowsum(P ∘ dP))`, `dQ = s · dS K`,
 /// `dK = s · dSᵀ Q`.
-fn backward_slice(dims: &Dims, [q, k, v, grad]: [&[f32]; 4], scratch: &mut Scratch, [dq, dk, dv]: [&mut [f32]; 3]) {
-    let (l_q, l_k, d) = (dims.l_q, dims.l_k, dims.d);
-    let (q, k, v, grad) = (View::new(q, l_q, d), View::new(k, l_k, d), View::new(v, l_k, d), View::new(grad, l_q, d));
-    matmul(&mut scratch.probs, q, k.t(), dims.scale);
+fn backward_slice(dims: &Dims, [q, k, v, grad]: [View<'_>; 4], scratch: &mut Scratch, [dq, dk, dv]: [RowsMut<'_>; 3]) {
+    let (l_q, l_k) = (dims.l_q, dims.l_k);
+    matmul(dense(&mut scratch.probs, l_q, l_k), q, k.t(), dims.scale);
     softmax_rows(dims, &mut scratch.probs);
     matmul(dv, View::new(&scratch.probs, l_q, l_k).t(), grad, 1.0);
-    matmul(&mut scratch.dprobs, grad, v.t(), 1.0);
+    matmul(dense(&mut scratch.dprobs, l_q, l_k), grad, v.t(), 1.0);
     softmax_backward_rows(dims, &scratch.probs, &mut scratch.dprobs, &mut scratch.row);
     let dscores = View::new(&scratch.dprobs, l_q, l_k);
     matmul(dq, dscores, k, dims.scale);
@@ -480,6 +557,38 @@ mod tests {
     #[cfg(feature = "tch")]
     fn libtorch_attention_matches_burn_forward_and_gradients() {
         matches_burn_forward_and_gradients(&Device::libtorch());
+    }
+
+    /// As the model calls it: q, k and v strided views into one `[b, l, 3, h, d]` projection,
+    /// the output swapped back to `[b, l, h·d]`; the gradient reaches the projection.
+    #[test]
+    fn strided_views_match_burn_forward_and_gradients() {
+        let (b, l, h, d) = (3, 9, 2, 8);
+        let run = |fused: bool| -> [Vec<f32>; 2] {
+            let device = Device::flex().autodiff();
+            let qkv: Tensor<3> =
+                Tensor::from_data(TensorData::new(values(b * l * 3 * h * d, 5), [b, l, 3 * h * d]), &device);
+            let qkv = qkv.require_grad();
+            let split = qkv.clone().reshape([b, l, 3, h, d]).permute([2, 0, 3, 1, 4]);
+            let part = |i: usize| -> Tensor<4> { split.clone().narrow(0, i, 1).squeeze_dim(0) };
+            let (q, k, v) = (part(0), part(1), part(2));
+            let ctx = if fused {
+                attention(q, k, v, true)
+            } else {
+                let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+                burn_attention(q, k, v, None, None, options)
+            };
+            let y: Tensor<3> = ctx.swap_dims(1, 2).reshape([b, l, h * d]);
+            let w: Tensor<3> = Tensor::from_data(TensorData::new(values(b * l * h * d, 6), [b, l, h * d]), &device);
+            let grads = (y.clone() * w).sum().backward();
+            let dqkv: Vec<f32> = qkv.grad(&grads).expect("gradient").try_into_vec_as().expect("f32 values");
+            [y.try_into_vec_as().expect("f32 values"), dqkv]
+        };
+        let (ours, burns) = (run(true), run(false));
+        for (name, a, b) in [("output", &ours[0], &burns[0]), ("d(qkv)", &ours[1], &burns[1])] {
+            let diff = max_diff(a, b);
+            assert!(diff < 1e-5, "{name} differs by {diff}");
+        }
     }
 
     #[test]
