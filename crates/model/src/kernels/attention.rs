@@ -33,7 +33,7 @@ use rayon::prelude::*;
 
 use burn_flex::FlexTensor;
 
-use super::cpu::{exp_nonpositive_f32, f32_tensor, uses_fused_ops};
+use super::cpu::{exp_nonpositive_f32, f32_tensor, register_gradients, uses_fused_ops};
 
 /// Scaled dot-product attention of `[b, h, l_q, d]` queries over `[b, h, l_k, d]` keys and
 /// values, scaled by `1 / sqrt(d)`; `causal` masks every query's view of later keys (query `i`
@@ -448,14 +448,10 @@ impl<B: Backend + FastAttentionOps, C: CheckpointStrategy> FastAttentionOps for 
             type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, bool);
 
             fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                let grad = grads.consume::<B>(&ops.node);
-                let (q, k, v, causal) = ops.state;
-                let (dq, dk, dv) = B::fast_attention_backward(q, k, v, grad, causal);
-                for (node, d) in ops.parents.into_iter().zip([dq, dk, dv]) {
-                    if let Some(node) = node {
-                        grads.register::<B>(node.id, d);
-                    }
-                }
+                register_gradients::<B, _, 3>(ops, grads, |(q, k, v, causal), grad| {
+                    let (dq, dk, dv) = B::fast_attention_backward(q, k, v, grad, causal);
+                    [dq, dk, dv]
+                });
             }
         }
 

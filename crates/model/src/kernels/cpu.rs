@@ -1,8 +1,12 @@
 //! Pieces shared by the kernels (`gelu.rs`, `norm.rs`, `attention.rs`, `native.rs`): which
-//! tensors take them, moving `flex` tensors to and from plain `f32` slices, and an `exp` that
-//! vectorises.
+//! tensors take them, moving `flex` tensors to and from plain `f32` slices, an `exp` that
+//! vectorises, and the backward step of a node whose gradients come from one function.
 
+use burn::backend::Backend;
+use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::Ops;
 use burn_flex::FlexTensor;
 
 /// Whether `x` takes the fused CPU kernels: an `f32` tensor on `flex`, with or without autodiff.
@@ -25,6 +29,22 @@ pub(crate) fn on_libtorch<const D: usize>(x: &Tensor<D>) -> bool {
 #[cfg(not(feature = "tch"))]
 pub(crate) fn on_libtorch<const D: usize>(_x: &Tensor<D>) -> bool {
     false
+}
+
+/// The backward step of a node with `N` inputs whose gradients one function computes together
+/// from the node's state and its output's gradient (Burn's `unary` and `binary` compute each
+/// input's gradient on its own). Each gradient is kept only for an input that tracks one.
+pub(crate) fn register_gradients<B: Backend, S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    gradients: impl FnOnce(S, FloatTensor<B>) -> [FloatTensor<B>; N],
+) {
+    let grad = grads.consume::<B>(&ops.node);
+    for (parent, gradient) in ops.parents.into_iter().zip(gradients(ops.state, grad)) {
+        if let Some(parent) = parent {
+            grads.register::<B>(parent.id, gradient);
+        }
+    }
 }
 
 /// The elements of an `f32` `flex` tensor in row-major order, copied only if the tensor is not

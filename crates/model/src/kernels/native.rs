@@ -55,6 +55,8 @@ mod libtorch {
     use burn_autodiff::grads::Gradients;
     use burn_autodiff::ops::{Backward, Ops, OpsKind};
 
+    use super::super::cpu::register_gradients;
+
     /// The two ops and their gradients as one backend extension, for LibTorch and autodiff
     /// over it; no other backend reaches it (the callers above route by device).
     #[backend_extension(LibTorch: cfg(feature = "tch"), Autodiff)]
@@ -216,16 +218,10 @@ mod libtorch {
                 type State = (FloatTensor<B>, FloatTensor<B>, usize, usize);
 
                 fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                    let [node_x, node_weight] = ops.parents;
-                    let grad = grads.consume::<B>(&ops.node);
-                    let (x, weight, stride, padding) = ops.state;
-                    let (dx, dweight) = B::native_conv2d_backward(x, weight, grad, stride, padding);
-                    if let Some(node) = node_x {
-                        grads.register::<B>(node.id, dx);
-                    }
-                    if let Some(node) = node_weight {
-                        grads.register::<B>(node.id, dweight);
-                    }
+                    register_gradients::<B, _, 2>(ops, grads, |(x, weight, stride, padding), grad| {
+                        let (dx, dweight) = B::native_conv2d_backward(x, weight, grad, stride, padding);
+                        [dx, dweight]
+                    });
                 }
             }
 
@@ -270,14 +266,10 @@ mod libtorch {
                 type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, f64);
 
                 fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                    let grad = grads.consume::<B>(&ops.node);
-                    let (x, gamma, beta, epsilon) = ops.state;
-                    let (dx, dgamma, dbeta) = B::native_batch_norm_train_backward(x, gamma, beta, grad, epsilon);
-                    for (node, d) in ops.parents.into_iter().zip([dx, dgamma, dbeta]) {
-                        if let Some(node) = node {
-                            grads.register::<B>(node.id, d);
-                        }
-                    }
+                    register_gradients::<B, _, 3>(ops, grads, |(x, gamma, beta, epsilon), grad| {
+                        let (dx, dgamma, dbeta) = B::native_batch_norm_train_backward(x, gamma, beta, grad, epsilon);
+                        [dx, dgamma, dbeta]
+                    });
                 }
             }
 

@@ -20,7 +20,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use rayon::prelude::*;
 
-use super::cpu::{F32Values, f32_tensor, uses_fused_ops};
+use super::cpu::{F32Values, f32_tensor, register_gradients, uses_fused_ops};
 
 /// LayerNorm over the last dimension and its backward, as one backend extension.
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
@@ -202,19 +202,10 @@ impl<B: Backend + FastLayerNormOps, C: CheckpointStrategy> FastLayerNormOps for 
             type State = (FloatTensor<B>, FloatTensor<B>, f64);
 
             fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                let [node_x, node_gamma, node_beta] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let (x, gamma, eps) = ops.state;
-                let (dx, dgamma, dbeta) = B::fast_layer_norm_backward(x, gamma, grad, eps);
-                if let Some(node) = node_x {
-                    grads.register::<B>(node.id, dx);
-                }
-                if let Some(node) = node_gamma {
-                    grads.register::<B>(node.id, dgamma);
-                }
-                if let Some(node) = node_beta {
-                    grads.register::<B>(node.id, dbeta);
-                }
+                register_gradients::<B, _, 3>(ops, grads, |(x, gamma, eps), grad| {
+                    let (dx, dgamma, dbeta) = B::fast_layer_norm_backward(x, gamma, grad, eps);
+                    [dx, dgamma, dbeta]
+                });
             }
         }
 
