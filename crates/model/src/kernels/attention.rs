@@ -10,7 +10,8 @@
 //! (batch, head) slice is one task: its scores, softmax and weighted sum stay in a per-thread
 //! buffer of `l_q · l_k` floats, the products are burn-flex's own GEMM on that thread, the
 //! softmax uses the vectorised `exp` of `cpu.rs`, and the backward recomputes the
-//! probabilities rather than keeping them. The same layer took 30–37 ms. The inputs are read
+//! probabilities rather than keeping them. The same layer took 30–37 ms (timed one after the
+//! other, not alternating; alternating in the whole step, bench/README.md). The inputs are read
 //! where they lie (the model's q, k and v are strided views into one projection) and the
 //! outputs written in `[b, l, h, d]` order, so no copy is made around the op; that took the
 //! `small` step from 2.89–2.91 s to 2.73–2.75 s (`tiny`: no change beyond noise). Every slice
