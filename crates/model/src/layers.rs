@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::kernels::{attention, gelu, layer_norm};
+use crate::kernels::{gelu, layer_norm, self_attention};
 
 /// Seeded parameter initialiser. Burn's own RNG is global per backend, so tests running in
 /// parallel threads would interleave draws; a private ChaCha stream keeps `seed → weights` exact.
@@ -82,16 +82,8 @@ pub struct Attention {
 impl Attention {
     /// `[b, l, d]` → `[b, l, d]`; `causal` masks every position's view of later ones.
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let [b, l, d] = x.dims();
-        let h = self.heads;
-        let dk = d / h;
-        // [b, l, 3d] -> [3, b, h, l, dk]
-        let qkv = linear_rows(&self.qkv, x).reshape([b, l, 3, h, dk]).permute([2, 0, 3, 1, 4]);
-        let q: Tensor<4> = qkv.clone().narrow(0, 0, 1).squeeze_dim(0);
-        let k: Tensor<4> = qkv.clone().narrow(0, 1, 1).squeeze_dim(0);
-        let v: Tensor<4> = qkv.narrow(0, 2, 1).squeeze_dim(0);
-        let ctx = attention(q, k, v, causal);
-        linear_rows(&self.out, ctx.swap_dims(1, 2).reshape([b, l, d]))
+        let ctx = self_attention(linear_rows(&self.qkv, x), self.heads, causal);
+        linear_rows(&self.out, ctx)
     }
 }
 

@@ -7,16 +7,19 @@
 //! whole `[b, h, l_q, l_k]` score tensor, and as many again backward; its `exp` is libm's, one
 //! element at a time. On the `tiny` vision tower (65 tokens, 4 heads of 32, batch 256) forward
 //! and backward took about 80 ms a layer on 2 cores, a fifth of the training step. Here each
-//! (batch, head) slice is one task: its scores, softmax and weighted sum stay in a per-thread
-//! buffer of `l_q · l_k` floats, the products are burn-flex's own GEMM on that thread, the
-//! softmax uses the vectorised `exp` of `cpu.rs`, and the backward recomputes the
+//! batch item is one task, its heads in turn: a head's scores, softmax and weighted sum stay in
+//! a per-thread buffer of `l_q · l_k` floats, the products are burn-flex's own GEMM on that
+//! thread, the softmax uses the vectorised `exp` of `cpu.rs`, and the backward recomputes the
 //! probabilities rather than keeping them. The same layer took 30–37 ms (timed one after the
-//! other, not alternating; alternating in the whole step, bench/README.md). The inputs are read
-//! where they lie (the model's q, k and v are strided views into one projection) and the
-//! outputs written in `[b, l, h, d]` order, so no copy is made around the op; that took the
-//! `small` step from 2.89–2.91 s to 2.73–2.75 s (`tiny`: no change beyond noise). Every slice
-//! is computed the same way whichever thread runs it, so results do not depend on thread
-//! timing.
+//! other, not alternating; alternating in the whole step, bench/README.md). Every slice is
+//! computed the same way whichever thread runs it, so results do not depend on thread timing.
+//!
+//! The transformer blocks call [`self_attention`] on the packed q/k/v projection itself: the
+//! kernel reads each head's rows where they lie and writes the projection's gradient in one
+//! buffer, so nothing is split, copied, zero-filled or summed around the op (measured in
+//! bench/README.md, "ninth session"). [`attention`] takes q, k and v apart (the ResNet's
+//! attention pool, one query over many keys), reads strided views in place and writes its
+//! outputs in `[b, l, h, d]` order, so the caller's `swap_dims(1, 2)` back is free.
 
 #[cfg(feature = "tch")]
 use burn::backend::libtorch::TchTensor;
@@ -54,6 +57,30 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tens
     burn_attention(q, k, v, None, None, options)
 }
 
+/// Multi-head self-attention over a packed projection, as one node: `qkv` is `[b, l, 3·h·d]`,
+/// each row holding the queries, then the keys, then the values of every head in turn (`h·d`
+/// each, as one fused q/k/v linear layer writes them); the result is `[b, l, h·d]`, the heads'
+/// outputs side by side. On `flex` and LibTorch the kernel reads the heads where they lie in
+/// `qkv` and writes the gradient of `qkv` in one buffer. Splitting first would cost, under
+/// Burn's autodiff, a copy of q, k and v forward (a reshape of a strided view copies on `flex`),
+/// and backward a zero-filled `qkv`-sized buffer per part, its slice assignment, the sum of
+/// the three, and a copy out of the permuted layout.
+pub fn self_attention(qkv: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
+    if uses_fused_ops(&qkv) {
+        return Tensor::from_dispatch(<Dispatch as FastAttentionOps>::fast_self_attention(
+            qkv.into_dispatch(),
+            heads,
+            causal,
+        ));
+    }
+    let [b, l, packed] = qkv.dims();
+    let d = packed / (3 * heads);
+    let split = qkv.reshape([b, l, 3, heads, d]).permute([2, 0, 3, 1, 4]);
+    let part = |i: usize| -> Tensor<4> { split.clone().narrow(0, i, 1).squeeze_dim(0) };
+    let ctx = attention(part(0), part(1), part(2), causal);
+    ctx.swap_dims(1, 2).reshape([b, l, heads * d])
+}
+
 /// Attention and its backward as one backend extension: our kernel on `flex`, LibTorch's op
 /// on LibTorch, and one backward node for autodiff over either.
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
@@ -73,6 +100,15 @@ pub trait FastAttentionOps: Backend {
         grad: FloatTensor<Self>,
         causal: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    /// The attention of [`self_attention`].
+    fn fast_self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool) -> FloatTensor<Self>;
+    /// The gradient of the packed projection.
+    fn fast_self_attention_backward(
+        qkv: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        heads: usize,
+        causal: bool,
+    ) -> FloatTensor<Self>;
 }
 
 /// One call's sizes: `batch × heads` independent slices, each `l_q` queries over `l_k` keys
@@ -95,6 +131,19 @@ impl Dims {
         Self { batch, heads, l_q, l_k, d, causal, scale: 1.0 / (d as f32).sqrt() }
     }
 
+    /// The sizes of [`self_attention`] on a `[b, l, 3·h·d]` packed projection.
+    fn packed(qkv: &Shape, heads: usize, causal: bool) -> Self {
+        let (batch, l, packed) = (qkv[0], qkv[1], qkv[2]);
+        assert!(heads > 0 && packed % (3 * heads) == 0, "self-attention: width {packed} is not 3 × {heads} heads");
+        let d = packed / (3 * heads);
+        Self { batch, heads, l_q: l, l_k: l, d, causal, scale: 1.0 / (d as f32).sqrt() }
+    }
+
+    /// The width of one part (queries, keys or values) of a row: every head's.
+    fn width(&self) -> usize {
+        self.heads * self.d
+    }
+
     /// The keys query `i` sees: all of them, or `0..=i` when causal.
     fn visible(&self, i: usize) -> usize {
         if self.causal { (i + 1).min(self.l_k) } else { self.l_k }
@@ -109,23 +158,7 @@ impl FastAttentionOps for Flex {
         causal: bool,
     ) -> FloatTensor<Self> {
         let dims = Dims::of(q.layout().shape(), k.layout().shape(), causal);
-        let (q, k, v) = (Rows::new(&q), Rows::new(&k), Rows::new(&v));
-        let heads = dims.heads;
-        let mut out = vec![0f32; dims.batch * dims.l_q * heads * dims.d];
-        // One task per batch item, its heads in turn; the output is laid out [b, l_q, h, d].
-        out.par_chunks_mut(dims.l_q * heads * dims.d).enumerate().for_each_init(
-            || Scratch::new(&dims),
-            |scratch, (b, out)| {
-                for h in 0..heads {
-                    let qkv = [
-                        q.view(b, h, dims.l_q, dims.d),
-                        k.view(b, h, dims.l_k, dims.d),
-                        v.view(b, h, dims.l_k, dims.d),
-                    ];
-                    forward_slice(&dims, qkv, scratch, RowsMut::head(out, h, dims.l_q, heads, dims.d));
-                }
-            },
-        );
+        let out = forward_items(&dims, [&Rows::new(&q), &Rows::new(&k), &Rows::new(&v)]);
         heads_last(out, &dims, dims.l_q)
     }
 
@@ -137,35 +170,104 @@ impl FastAttentionOps for Flex {
         causal: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let dims = Dims::of(q.layout().shape(), k.layout().shape(), causal);
-        let (q, k, v, grad) = (Rows::new(&q), Rows::new(&k), Rows::new(&v), Rows::new(&grad));
-        let (heads, d) = (dims.heads, dims.d);
-        let (q_item, kv_item) = (dims.l_q * heads * d, dims.l_k * heads * d);
+        let inputs = [&Rows::new(&q), &Rows::new(&k), &Rows::new(&v), &Rows::new(&grad)];
+        let (q_item, kv_item) = (dims.l_q * dims.width(), dims.l_k * dims.width());
         let (mut dq, mut dk, mut dv) =
             (vec![0f32; dims.batch * q_item], vec![0f32; dims.batch * kv_item], vec![0f32; dims.batch * kv_item]);
-        dq.par_chunks_mut(q_item)
+        let items = dq
+            .par_chunks_mut(q_item)
             .zip(dk.par_chunks_mut(kv_item))
             .zip(dv.par_chunks_mut(kv_item))
-            .enumerate()
-            .for_each_init(
-                || Scratch::new(&dims),
-                |scratch, (b, ((dq, dk), dv))| {
-                    for h in 0..heads {
-                        let inputs = [
-                            q.view(b, h, dims.l_q, d),
-                            k.view(b, h, dims.l_k, d),
-                            v.view(b, h, dims.l_k, d),
-                            grad.view(b, h, dims.l_q, d),
-                        ];
-                        let grads = [
-                            RowsMut::head(dq, h, dims.l_q, heads, d),
-                            RowsMut::head(dk, h, dims.l_k, heads, d),
-                            RowsMut::head(dv, h, dims.l_k, heads, d),
-                        ];
-                        backward_slice(&dims, inputs, scratch, grads);
-                    }
-                },
-            );
+            .map(|((dq, dk), dv)| ItemGrads::Apart([dq, dk, dv]));
+        backward_items(&dims, inputs, items);
         (heads_last(dq, &dims, dims.l_q), heads_last(dk, &dims, dims.l_k), heads_last(dv, &dims, dims.l_k))
+    }
+
+    fn fast_self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool) -> FloatTensor<Self> {
+        let dims = Dims::packed(qkv.layout().shape(), heads, causal);
+        let qkv = qkv.to_contiguous();
+        let [q, k, v] = [0, 1, 2].map(|part| Rows::packed(&qkv, part, 3, &dims));
+        let out = forward_items(&dims, [&q, &k, &v]);
+        f32_tensor(out, Shape::new([dims.batch, dims.l_q, dims.width()]))
+    }
+
+    fn fast_self_attention_backward(
+        qkv: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        heads: usize,
+        causal: bool,
+    ) -> FloatTensor<Self> {
+        let dims = Dims::packed(qkv.layout().shape(), heads, causal);
+        let (qkv, grad) = (qkv.to_contiguous(), grad.to_contiguous());
+        let [q, k, v] = [0, 1, 2].map(|part| Rows::packed(&qkv, part, 3, &dims));
+        let grad = Rows::packed(&grad, 0, 1, &dims);
+        let item = dims.l_q * 3 * dims.width();
+        let mut dqkv = vec![0f32; dims.batch * item];
+        backward_items(&dims, [&q, &k, &v, &grad], dqkv.par_chunks_mut(item).map(ItemGrads::Packed));
+        f32_tensor(dqkv, qkv.layout().shape().clone())
+    }
+}
+
+/// The `[b, l_q, h, d]` attention of every batch item, one task per item, its heads in turn.
+fn forward_items(dims: &Dims, [q, k, v]: [&Rows; 3]) -> Vec<f32> {
+    let mut out = vec![0f32; dims.batch * dims.l_q * dims.width()];
+    out.par_chunks_mut(dims.l_q * dims.width()).enumerate().for_each_init(
+        || Scratch::new(dims),
+        |scratch, (b, out)| {
+            for h in 0..dims.heads {
+                let qkv =
+                    [q.view(b, h, dims.l_q, dims.d), k.view(b, h, dims.l_k, dims.d), v.view(b, h, dims.l_k, dims.d)];
+                forward_slice(dims, qkv, scratch, RowsMut::head(out, h, dims.l_q, dims.heads, dims.d));
+            }
+        },
+    );
+    out
+}
+
+/// The gradients of every batch item, one task per item (`items` in batch order), its heads
+/// in turn.
+fn backward_items<'a>(
+    dims: &Dims,
+    [q, k, v, grad]: [&Rows; 4],
+    items: impl IndexedParallelIterator<Item = ItemGrads<'a>>,
+) {
+    let d = dims.d;
+    items.enumerate().for_each_init(
+        || Scratch::new(dims),
+        |scratch, (b, mut grads)| {
+            for h in 0..dims.heads {
+                let inputs = [
+                    q.view(b, h, dims.l_q, d),
+                    k.view(b, h, dims.l_k, d),
+                    v.view(b, h, dims.l_k, d),
+                    grad.view(b, h, dims.l_q, d),
+                ];
+                backward_slice(dims, inputs, scratch, &mut grads, h);
+            }
+        },
+    );
+}
+
+/// Where one batch item's gradients go: three buffers, each `[l, h, d]` (the 4-D
+/// [`attention`]), or one `[l, 3·h·d]` buffer laid out as the packed projection.
+enum ItemGrads<'a> {
+    Apart([&'a mut [f32]; 3]),
+    Packed(&'a mut [f32]),
+}
+
+impl ItemGrads<'_> {
+    /// The rows of head `h` in the gradient of the queries (`part` 0), keys (1) or values (2).
+    fn rows(&mut self, part: usize, h: usize, dims: &Dims) -> RowsMut<'_> {
+        let (d, width) = (dims.d, dims.width());
+        match self {
+            Self::Apart(parts) => {
+                let rows = if part == 0 { dims.l_q } else { dims.l_k };
+                RowsMut::head(parts[part], h, rows, dims.heads, d)
+            }
+            Self::Packed(item) => {
+                RowsMut { data: &mut item[part * width + h * d..], rows: dims.l_q, cols: d, row_stride: 3 * width }
+            }
+        }
     }
 }
 
@@ -188,6 +290,15 @@ impl Rows {
         let (offset, s) = (tensor.layout().start_offset(), tensor.layout().strides());
         let strides = [s[0] as usize, s[1] as usize, s[2] as usize];
         Self { tensor, offset, strides }
+    }
+
+    /// Part `part` of a contiguous `[b, l, parts·h·d]` tensor whose rows hold `parts` groups of
+    /// `h·d` values (the packed projection: queries, keys, values; or one group, the output's
+    /// gradient).
+    fn packed(tensor: &FlexTensor, part: usize, parts: usize, dims: &Dims) -> Self {
+        let row = parts * dims.width();
+        let offset = tensor.layout().start_offset() + part * dims.width();
+        Self { tensor: tensor.clone(), offset, strides: [dims.l_q * row, dims.d, row] }
     }
 
     /// The `rows × cols` matrix of batch item `b`, head `h`.
@@ -242,6 +353,30 @@ impl FastAttentionOps for burn::backend::LibTorch {
         let [dq, dk, dv] = super::native::libtorch_gradients(inputs, &grad.tensor, |[q, k, v]| sdpa(q, k, v, causal));
         (TchTensor::new(dq), TchTensor::new(dk), TchTensor::new(dv))
     }
+
+    fn fast_self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool) -> FloatTensor<Self> {
+        TchTensor::new(packed_sdpa(&qkv.tensor, heads, causal))
+    }
+
+    fn fast_self_attention_backward(
+        qkv: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        heads: usize,
+        causal: bool,
+    ) -> FloatTensor<Self> {
+        let [dqkv] =
+            super::native::libtorch_gradients([&qkv.tensor], &grad.tensor, |[qkv]| packed_sdpa(qkv, heads, causal));
+        TchTensor::new(dqkv)
+    }
+}
+
+/// `sdpa` of a packed `[b, l, 3·h·d]` projection, as `[b, l, h·d]`.
+#[cfg(feature = "tch")]
+fn packed_sdpa(qkv: &tch::Tensor, heads: usize, causal: bool) -> tch::Tensor {
+    let [b, l, packed] = qkv.size()[..] else { panic!("self-attention: {:?} is not [b, l, 3·h·d]", qkv.size()) };
+    let (h, d) = (heads as i64, packed / (3 * heads as i64));
+    let parts = qkv.view([b, l, 3, h, d]).permute([2, 0, 3, 1, 4]);
+    sdpa(&parts.get(0), &parts.get(1), &parts.get(2), causal).transpose(1, 2).reshape([b, l, h * d])
 }
 
 #[cfg(feature = "tch")]
@@ -421,16 +556,23 @@ fn forward_slice(dims: &Dims, [q, k, v]: [View<'_>; 3], scratch: &mut Scratch, o
 /// One slice's gradients. With `P` the probabilities and `G` the output's gradient:
 /// `dV = Pᵀ G`, `dP = G Vᵀ`, `dS = P ∘ (dP − rowsum(P ∘ dP))`, `dQ = s · dS K`,
 /// `dK = s · dSᵀ Q`.
-fn backward_slice(dims: &Dims, [q, k, v, grad]: [View<'_>; 4], scratch: &mut Scratch, [dq, dk, dv]: [RowsMut<'_>; 3]) {
+/// They go to head `h`'s rows of `grads`.
+fn backward_slice(
+    dims: &Dims,
+    [q, k, v, grad]: [View<'_>; 4],
+    scratch: &mut Scratch,
+    grads: &mut ItemGrads<'_>,
+    h: usize,
+) {
     let (l_q, l_k) = (dims.l_q, dims.l_k);
     matmul(dense(&mut scratch.probs, l_q, l_k), q, k.t(), dims.scale);
     softmax_rows(dims, &mut scratch.probs);
-    matmul(dv, View::new(&scratch.probs, l_q, l_k).t(), grad, 1.0);
+    matmul(grads.rows(2, h, dims), View::new(&scratch.probs, l_q, l_k).t(), grad, 1.0);
     matmul(dense(&mut scratch.dprobs, l_q, l_k), grad, v.t(), 1.0);
     softmax_backward_rows(dims, &scratch.probs, &mut scratch.dprobs, &mut scratch.row);
     let dscores = View::new(&scratch.dprobs, l_q, l_k);
-    matmul(dq, dscores, k, dims.scale);
-    matmul(dk, dscores.t(), q, dims.scale);
+    matmul(grads.rows(0, h, dims), dscores, k, dims.scale);
+    matmul(grads.rows(1, h, dims), dscores.t(), q, dims.scale);
 }
 
 impl<B: Backend + FastAttentionOps, C: CheckpointStrategy> FastAttentionOps for Autodiff<B, C> {
@@ -484,6 +626,41 @@ impl<B: Backend + FastAttentionOps, C: CheckpointStrategy> FastAttentionOps for 
             causal,
         );
         (Self::from_inner(dq), Self::from_inner(dk), Self::from_inner(dv))
+    }
+
+    fn fast_self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct FastSelfAttention;
+
+        impl<B: Backend + FastAttentionOps> Backward<B, 1> for FastSelfAttention {
+            // The packed projection; the probabilities are recomputed, as above.
+            type State = (FloatTensor<B>, usize, bool);
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+                register_gradients::<B, _, 1>(ops, grads, |(qkv, heads, causal), grad| {
+                    [B::fast_self_attention_backward(qkv, grad, heads, causal)]
+                });
+            }
+        }
+
+        let (qkv, guard) = qkv.into_parts();
+        match FastSelfAttention.prepare::<C>([guard]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = B::fast_self_attention(qkv.clone(), heads, causal);
+                prep.finish((qkv, heads, causal), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::fast_self_attention(qkv, heads, causal)),
+        }
+    }
+
+    fn fast_self_attention_backward(
+        qkv: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        heads: usize,
+        causal: bool,
+    ) -> FloatTensor<Self> {
+        // Second derivatives are never taken in training; this keeps the trait complete.
+        Self::from_inner(B::fast_self_attention_backward(qkv.into_primitive(), grad.into_primitive(), heads, causal))
     }
 }
 
@@ -556,36 +733,69 @@ mod tests {
         matches_burn_forward_and_gradients(&Device::libtorch());
     }
 
-    /// As the model calls it: q, k and v strided views into one `[b, l, 3, h, d]` projection,
-    /// the output swapped back to `[b, l, h·d]`; the gradient reaches the projection.
-    #[test]
-    fn strided_views_match_burn_forward_and_gradients() {
+    /// How a test takes attention over a packed `[b, l, 3·h·d]` projection: [`self_attention`]
+    /// on the projection itself, or our 4-D [`attention`] or Burn's on its split parts (strided
+    /// views, as the blocks used to pass and the ResNet's attention pool still does).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Packed {
+        Whole,
+        SplitOurs,
+        SplitBurn,
+    }
+
+    /// The output and the projection's gradient of `sum(w · attention(qkv))`, two heads.
+    fn run_packed(device: &Device, how: Packed, causal: bool) -> [Vec<f32>; 2] {
         let (b, l, h, d) = (3, 9, 2, 8);
-        let run = |fused: bool| -> [Vec<f32>; 2] {
-            let device = Device::flex().autodiff();
-            let qkv: Tensor<3> =
-                Tensor::from_data(TensorData::new(values(b * l * 3 * h * d, 5), [b, l, 3 * h * d]), &device);
-            let qkv = qkv.require_grad();
+        let device = device.clone().autodiff();
+        let qkv: Tensor<3> =
+            Tensor::from_data(TensorData::new(values(b * l * 3 * h * d, 7), [b, l, 3 * h * d]), &device);
+        let qkv = qkv.require_grad();
+        let y = if how == Packed::Whole {
+            self_attention(qkv.clone(), h, causal)
+        } else {
             let split = qkv.clone().reshape([b, l, 3, h, d]).permute([2, 0, 3, 1, 4]);
             let part = |i: usize| -> Tensor<4> { split.clone().narrow(0, i, 1).squeeze_dim(0) };
             let (q, k, v) = (part(0), part(1), part(2));
-            let ctx = if fused {
-                attention(q, k, v, true)
+            let ctx = if how == Packed::SplitOurs {
+                attention(q, k, v, causal)
             } else {
-                let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+                let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
                 burn_attention(q, k, v, None, None, options)
             };
-            let y: Tensor<3> = ctx.swap_dims(1, 2).reshape([b, l, h * d]);
-            let w: Tensor<3> = Tensor::from_data(TensorData::new(values(b * l * h * d, 6), [b, l, h * d]), &device);
-            let grads = (y.clone() * w).sum().backward();
-            let dqkv: Vec<f32> = qkv.grad(&grads).expect("gradient").try_into_vec_as().expect("f32 values");
-            [y.try_into_vec_as().expect("f32 values"), dqkv]
+            ctx.swap_dims(1, 2).reshape([b, l, h * d])
         };
-        let (ours, burns) = (run(true), run(false));
-        for (name, a, b) in [("output", &ours[0], &burns[0]), ("d(qkv)", &ours[1], &burns[1])] {
-            let diff = max_diff(a, b);
-            assert!(diff < 1e-5, "{name} differs by {diff}");
+        let w: Tensor<3> = Tensor::from_data(TensorData::new(values(b * l * h * d, 8), [b, l, h * d]), &device);
+        let grads = (y.clone() * w).sum().backward();
+        let dqkv: Vec<f32> = qkv.grad(&grads).expect("gradient").try_into_vec_as().expect("f32 values");
+        [y.try_into_vec_as().expect("f32 values"), dqkv]
+    }
+
+    /// `how` against Burn's attention of the split parts, causal and not.
+    fn packed_matches_burn(device: &Device, how: Packed) {
+        for causal in [false, true] {
+            let (ours, burns) = (run_packed(device, how, causal), run_packed(device, Packed::SplitBurn, causal));
+            for (name, a, b) in [("output", &ours[0], &burns[0]), ("d(qkv)", &ours[1], &burns[1])] {
+                let diff = max_diff(a, b);
+                assert!(diff < 1e-5, "{name} differs by {diff} (causal {causal})");
+                assert!(b.iter().any(|&x| x.abs() > 1e-3), "{name} is not trivially zero");
+            }
         }
+    }
+
+    #[test]
+    fn self_attention_matches_burn_forward_and_gradients() {
+        packed_matches_burn(&Device::flex(), Packed::Whole);
+    }
+
+    #[test]
+    #[cfg(feature = "tch")]
+    fn libtorch_self_attention_matches_burn_forward_and_gradients() {
+        packed_matches_burn(&Device::libtorch(), Packed::Whole);
+    }
+
+    #[test]
+    fn strided_views_match_burn_forward_and_gradients() {
+        packed_matches_burn(&Device::flex(), Packed::SplitOurs);
     }
 
     #[test]

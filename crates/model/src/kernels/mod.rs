@@ -6,7 +6,9 @@
 //!
 //! - [`gelu`]: exact GELU (erf form), vectorised and multi-threaded.
 //! - [`layer_norm`]: LayerNorm forward and backward in one pass each.
-//! - [`attention`]: scaled dot-product attention, one task per (batch, head) slice.
+//! - [`attention`] and [`self_attention`]: scaled dot-product attention, one task per batch
+//!   item, its heads in turn; `self_attention` reads the heads from the packed q/k/v projection
+//!   and returns that projection's gradient in one buffer.
 //! - [`conv2d`] and [`batch_norm_train`]: Burn's ops, except on LibTorch devices, where each
 //!   (and attention) is one node that takes LibTorch's own gradients (cuDNN's convolution and
 //!   BatchNorm, its fused attention).
@@ -24,7 +26,7 @@ mod gelu;
 mod native;
 mod norm;
 
-pub use attention::attention;
+pub use attention::{attention, self_attention};
 pub use gelu::gelu;
 pub use native::{batch_norm_train, conv2d};
 pub use norm::layer_norm;
