@@ -73,12 +73,22 @@ pub fn self_attention(qkv: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
             causal,
         ));
     }
+    let [q, k, v] = split_packed(qkv, heads);
+    merge_heads(attention(q, k, v, causal))
+}
+
+/// The `[b, h, l, d]` queries, keys and values of a packed `[b, l, 3·h·d]` projection, as
+/// strided views (Burn's ops, for devices without the fused node).
+fn split_packed(qkv: Tensor<3>, heads: usize) -> [Tensor<4>; 3] {
     let [b, l, packed] = qkv.dims();
-    let d = packed / (3 * heads);
-    let split = qkv.reshape([b, l, 3, heads, d]).permute([2, 0, 3, 1, 4]);
-    let part = |i: usize| -> Tensor<4> { split.clone().narrow(0, i, 1).squeeze_dim(0) };
-    let ctx = attention(part(0), part(1), part(2), causal);
-    ctx.swap_dims(1, 2).reshape([b, l, heads * d])
+    let split = qkv.reshape([b, l, 3, heads, packed / (3 * heads)]).permute([2, 0, 3, 1, 4]);
+    [0, 1, 2].map(|i| split.clone().narrow(0, i, 1).squeeze_dim(0))
+}
+
+/// `[b, h, l, d]` attention outputs as `[b, l, h·d]`, the heads side by side.
+fn merge_heads(ctx: Tensor<4>) -> Tensor<3> {
+    let [b, h, l, d] = ctx.dims();
+    ctx.swap_dims(1, 2).reshape([b, l, h * d])
 }
 
 /// Attention and its backward as one backend extension: our kernel on `flex`, LibTorch's op
@@ -271,10 +281,10 @@ impl ItemGrads<'_> {
     }
 }
 
-/// A 4-D `f32` tensor read where it lies: the model's q, k and v are strided views into one
-/// q/k/v projection, and the output's gradient a transposed view, so copying them into
-/// `[b, h, l, d]` order first would cost a full pass each. Copied only if its rows are not
-/// contiguous.
+/// The heads of an `f32` tensor read where they lie: a 4-D q, k or v (the ResNet pool's
+/// strided views, the output's gradient a transposed view), or one part of the packed
+/// projection, so copying them into `[b, h, l, d]` order first would cost a full pass each.
+/// A 4-D tensor is copied only if its rows are not contiguous.
 struct Rows {
     tensor: FlexTensor,
     offset: usize,
@@ -308,8 +318,8 @@ impl Rows {
     }
 }
 
-/// One head's rows inside a batch item's `[l, h, d]` output: `rows × cols` elements, row `r`
-/// at `r · row_stride`.
+/// One head's rows inside a batch item's output or gradient (`[l, h, d]`, or the packed
+/// `[l, 3·h·d]`): `rows × cols` elements, row `r` at `r · row_stride`.
 struct RowsMut<'a> {
     data: &'a mut [f32],
     rows: usize,
@@ -753,16 +763,13 @@ mod tests {
         let y = if how == Packed::Whole {
             self_attention(qkv.clone(), h, causal)
         } else {
-            let split = qkv.clone().reshape([b, l, 3, h, d]).permute([2, 0, 3, 1, 4]);
-            let part = |i: usize| -> Tensor<4> { split.clone().narrow(0, i, 1).squeeze_dim(0) };
-            let (q, k, v) = (part(0), part(1), part(2));
-            let ctx = if how == Packed::SplitOurs {
+            let [q, k, v] = split_packed(qkv.clone(), h);
+            merge_heads(if how == Packed::SplitOurs {
                 attention(q, k, v, causal)
             } else {
                 let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
                 burn_attention(q, k, v, None, None, options)
-            };
-            ctx.swap_dims(1, 2).reshape([b, l, h * d])
+            })
         };
         let w: Tensor<3> = Tensor::from_data(TensorData::new(values(b * l * h * d, 8), [b, l, h * d]), &device);
         let grads = (y.clone() * w).sum().backward();
