@@ -15,7 +15,7 @@ Data: WebDataset shards of the built-in noisy-shapes benchmark, as written by
 `{key}.json` = {"noisy": bool, ...}).
 
 Needs `pip install torch open_clip_torch` and `pip install ./crates/py`. The run recorded in
-the README (about 4 minutes on one CPU thread):
+docs/results.md (about 4 minutes on one CPU thread):
 
     dissect data generate noisy-shapes --out data/noisy-shapes-4k --noise-rate 0.4 \\
         --train-size 4096 --test-size 1000

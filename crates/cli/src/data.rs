@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Subcommand;
 use dissect_data::{
-    Benchmark, DEFAULT_VOCAB_SIZE, GenerateOptions, MANIFEST_FILE, PackOptions, PackReport, ShardSet, TestSplit,
-    TextTokenizer, generate, inspect, pack,
+    Benchmark, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_VOCAB_SIZE, GenerateOptions, MANIFEST_FILE, PackOptions, PackReport,
+    PreprocessConfig, ShardSet, TestSplit, TextTokenizer, generate, inspect, pack,
 };
 
 #[derive(Debug, Clone, Subcommand)]
@@ -57,12 +57,23 @@ pub enum DataCommand {
         /// Seed of the split and the noise.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Images of more pixels (width x height) than this are skipped and named [default:
+        /// PIL's 89478485].
+        #[arg(long, default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
+        max_image_pixels: u64,
     },
-    /// Count samples, histogram caption lengths and find corrupt members.
+    /// Count samples, histogram caption lengths, find the members training would skip, and
+    /// count identical images and captions (which make a held-out split ambiguous).
     Inspect {
         /// Shard pattern(s), e.g. 'data/train-{000000..000575}.tar'.
         #[arg(required = true)]
         shards: Vec<String>,
+        /// Side the images are preprocessed at to find identical ones (the model's image size).
+        #[arg(long, default_value_t = 224)]
+        image_size: u32,
+        /// Images of more pixels (width x height) than this count as skipped, as in training.
+        #[arg(long, default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
+        max_image_pixels: u64,
     },
     /// Train a byte-level BPE tokenizer on the captions of shards and save tokenizer.json.
     Tokenizer {
@@ -153,6 +164,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             shard_size,
             noise_rate,
             seed,
+            max_image_pixels,
         } => {
             let test_split = match (test_size, test_fraction, &test_input) {
                 (_, _, Some(_)) => TestSplit::Input,
@@ -174,12 +186,14 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 shard_size,
                 noise_rate,
                 seed,
+                max_image_pixels,
             };
             print_pack(&pack(&options)?, &out);
         }
-        DataCommand::Inspect { shards } => {
+        DataCommand::Inspect { shards, image_size, max_image_pixels } => {
             let set = ShardSet::from_pattern(&shards.join("::"))?;
-            print!("{}", inspect(&set)?);
+            let preprocess = PreprocessConfig { max_image_pixels, ..PreprocessConfig::new(image_size) };
+            print!("{}", inspect(&set, &preprocess)?);
             println!("index: {}", set.index_path.display());
         }
         DataCommand::Tokenizer { shards, out, vocab_size } => {

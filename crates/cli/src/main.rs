@@ -5,13 +5,16 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod compare;
 mod curate;
 mod data;
+mod demo;
+mod eval;
 mod interrupt;
 mod options;
 mod progress;
-mod run;
 mod simulate;
+mod train;
 
 #[derive(Parser)]
 #[command(name = "dissect", version, about, long_about = None)]
@@ -24,13 +27,13 @@ struct Cli {
 enum Command {
     /// The main job: generate noisy-shapes (40% noisy captions), train the tiny CLIP with
     /// each selection strategy at r = 0.3, print the comparison table and write plots.
-    Demo(run::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Train one model with one selection strategy.
-    Train(run::TrainArgs),
+    Train(train::TrainArgs),
     /// Evaluate a trained run or checkpoint on a dataset's held-out split.
-    Eval(run::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Train several strategies on one dataset and budget, and compare them.
-    Compare(run::CompareArgs),
+    Compare(compare::CompareArgs),
     /// Run the selection core on synthetic CLIPScore trajectories and report how much
     /// noise each strategy lets through (no model, no data, seconds).
     Simulate(simulate::SimulateArgs),
@@ -55,10 +58,10 @@ fn main() -> Result<ExitCode> {
     dissect_model::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo(args) => run::demo(&args),
-        Command::Train(args) => run::train(&args),
-        Command::Eval(args) => run::eval(&args),
-        Command::Compare(args) => run::compare(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::Train(args) => train::run(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Compare(args) => compare::run(&args),
         Command::Simulate(args) => simulate::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Curate(args) => curate::curate(&args).map(|()| ExitCode::SUCCESS),
         Command::Export(args) => curate::export(&args).map(|()| ExitCode::SUCCESS),

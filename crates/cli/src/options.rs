@@ -33,6 +33,10 @@ pub struct TrainOptions {
     /// Image side to train at on --train-data shards [default: 224].
     #[arg(long)]
     image_size: Option<u32>,
+    /// Images of more pixels (width x height) than this are skipped and counted as corrupt
+    /// [default: PIL's 89478485].
+    #[arg(long)]
+    max_image_pixels: Option<u64>,
     /// Model preset (micro, tiny, small, vit-b-32, rn-tiny, rn50) or an open_clip model-config JSON file.
     #[arg(long)]
     model: Option<String>,
@@ -182,6 +186,8 @@ mod tests {
             "v.tar",
             "--image-size",
             "64",
+            "--max-image-pixels",
+            "4096",
             "--init",
             &init,
             "--tokenizer",
@@ -226,6 +232,7 @@ mod tests {
         assert_eq!((config.data.to_str(), config.model.as_str(), config.epochs), (Some("d"), "micro", 5));
         assert_eq!(config.train_data.as_deref(), Some("a/{0..1}.tar::b c/x.tar"));
         assert_eq!((config.val_data.as_deref(), config.image_size), (Some("v.tar"), 64));
+        assert_eq!(config.max_image_pixels, 4096);
         assert_eq!(
             (config.init.as_deref().and_then(Path::to_str), config.tokenizer.as_deref()),
             (Some(init.as_str()), Some(Path::new("t.json")))

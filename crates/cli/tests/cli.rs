@@ -448,7 +448,7 @@ fn compare_with_seeds_reports_mean_and_sd() {
     let summaries: Vec<dissect_eval::SeedSummary> =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("cmp/table.json")).unwrap()).unwrap();
     assert_eq!(
-        summaries.iter().map(|s| (s.strategy.as_str(), s.seeds)).collect::<Vec<_>>(),
+        summaries.iter().map(|s| (s.strategy.name(), s.seeds)).collect::<Vec<_>>(),
         [("full", 2), ("random", 2)]
     );
     // The summary is over the per-seed tables, one row each.
@@ -460,4 +460,60 @@ fn compare_with_seeds_reports_mean_and_sd() {
     let full = summaries[0].mean_r1.unwrap();
     assert!((full.mean - (r1[0] + r1[1]) / 2.0).abs() < 1e-9 && full.min == r1[0].min(r1[1]));
     assert!(dissect(&["compare", "--data", "ns", "--seeds", "0"], dir.path()).status.code() == Some(2));
+}
+
+/// The awkward-image fixtures (transparency, 16-bit, palette, CMYK, EXIF, animations, 1×1,
+/// 2000×1) pack with nothing skipped, `inspect` finds nothing to skip, and a training step
+/// runs on them; a held-out split of one picture repeated scores at or below chance.
+#[test]
+fn awkward_images_pack_inspect_train_and_identical_images_score_below_chance() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/awkward");
+    let fixtures = fixtures.to_string_lossy();
+    let pack = ok(&dissect(
+        &["data", "pack", &fixtures, "--out", "awkward", "--test-size", "4", "--image-size", "16"],
+        dir.path(),
+    ));
+    assert!(pack.contains("(0 skipped)"), "{pack}");
+    let inspected = ok(&dissect(&["data", "inspect", "awkward/train-000000.tar", "--image-size", "16"], dir.path()));
+    assert!(inspected.contains("corrupt images: 0  missing images: 0"), "{inspected}");
+    let train = ok(&dissect(
+        &[
+            "train",
+            "--data",
+            "awkward",
+            "--out",
+            "run",
+            "--model",
+            "micro",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "1",
+            "--strategy",
+            "full",
+            "--no-progress",
+        ],
+        dir.path(),
+    ));
+    assert!(train.contains("run folder: run"), "{train}");
+
+    // Ten pairs with distinct captions and one identical image each.
+    let same = dir.path().join("same");
+    std::fs::create_dir(&same).unwrap();
+    for i in 0..10 {
+        std::fs::write(same.join(format!("{i}.png")), png(7)).unwrap();
+        std::fs::write(same.join(format!("{i}.txt")), format!("picture number {i}")).unwrap();
+    }
+    ok(&dissect(&["data", "pack", "same", "--out", "same-data", "--test-size", "8", "--image-size", "16"], dir.path()));
+    let inspected = ok(&dissect(&["data", "inspect", "same-data/test-000000.tar", "--image-size", "16"], dir.path()));
+    assert!(inspected.contains("identical images at 16 px: 8 in 1 group"), "{inspected}");
+    let eval = ok(&dissect(&["eval", "run", "--data", "same-data", "--json", "same.json"], dir.path()));
+    assert!(eval.contains("ambiguous for retrieval"), "the ambiguity is reported: {eval}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("same.json")).unwrap()).unwrap();
+    let ir_r1 = report["retrieval"]["text_to_image"]["r1"].as_f64().unwrap();
+    assert!(ir_r1 <= 100.0 / 8.0, "text→image R@1 {ir_r1} is above chance on identical images");
 }

@@ -1,5 +1,5 @@
-//! Loader throughput on a generated dataset:
-//! `cargo run -p dissect-data --example loader_throughput -- /tmp/ns 2`.
+//! Loader throughput on a dataset folder (e.g. `dissect data generate noisy-shapes --out ns`):
+//! `cargo run --release -p dissect-data --example loader_throughput -- <dataset-dir> [threads]`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +8,9 @@ use dissect_data::{DatasetManifest, Loader, LoaderConfig, TextTokenizer};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let dir = std::path::PathBuf::from(args.get(1).map_or("/tmp/ns", String::as_str));
+    let Some(dir) = args.get(1).map(std::path::PathBuf::from) else {
+        anyhow::bail!("usage: loader_throughput <dataset-dir> [threads]");
+    };
     let threads: usize = args.get(2).map_or(Ok(2), |s| s.parse())?;
     let m = DatasetManifest::load(&dir)?;
     let set = m.train_set(&dir)?;

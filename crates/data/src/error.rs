@@ -45,6 +45,19 @@ pub enum DataError {
     /// An image that cannot be decoded or encoded.
     #[error("image error: {0}")]
     Image(#[from] image::ImageError),
+    /// An image larger than the decode limit, refused from its header before any pixel is read.
+    #[error(
+        "image of {width} x {height} pixels is above the limit of {limit} pixels \
+         (raise it with max_image_pixels, flag --max-image-pixels)"
+    )]
+    ImageTooLarge {
+        /// The image's width in pixels.
+        width: u32,
+        /// The image's height in pixels.
+        height: u32,
+        /// The limit it exceeds (width × height), in pixels.
+        limit: u64,
+    },
     /// The tokenizer library failed, or a vocabulary lacks a required special token.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),

@@ -2,9 +2,12 @@
 
 use serde::Serialize;
 
+use crate::decode::decode;
+use crate::duplicates::{DuplicateGroups, caption_key, content_key};
+use crate::error::DataError;
 use crate::error::Result;
 use crate::loader::{SkipReason, skip_reason};
-use crate::preprocess::decode;
+use crate::preprocess::{PreprocessConfig, preprocess_rgb};
 use crate::shard::{ShardReader, ShardSet};
 
 /// Caption-length histogram buckets, in words.
@@ -22,8 +25,18 @@ pub struct InspectReport {
     pub per_shard: Vec<(String, u64)>,
     /// Counts per caption-length bucket, in words: 0, 1–4, 5–9, 10–19, 20–49, 50 and more.
     pub caption_words: [u64; 6],
-    /// Samples whose image fails to decode.
+    /// Samples whose image fails to decode, oversized ones included (as the loader counts them).
     pub corrupt_images: u64,
+    /// Of `corrupt_images`, those refused for having more pixels than the limit.
+    pub oversized_images: u64,
+    /// The pixel limit the images were decoded under.
+    pub max_image_pixels: u64,
+    /// The side the images were preprocessed at to find identical ones.
+    pub image_size: u32,
+    /// Usable samples whose image is identical to another's after preprocessing.
+    pub duplicate_images: DuplicateGroups,
+    /// Usable samples whose caption equals another's up to case and white space.
+    pub duplicate_captions: DuplicateGroups,
     /// Samples without an image member.
     pub missing_images: u64,
     /// Samples with a member cut short by the end of the tar file.
@@ -46,7 +59,22 @@ impl std::fmt::Display for InspectReport {
             "corrupt images: {}  missing images: {}  truncated: {}  empty captions: {}  unreadable shards: {}",
             self.corrupt_images, self.missing_images, self.truncated, self.empty_captions, self.unreadable_shards
         )?;
+        if self.oversized_images > 0 {
+            writeln!(
+                f,
+                "of the corrupt images, {} are above the limit of {} pixels (raise it with --max-image-pixels)",
+                self.oversized_images, self.max_image_pixels
+            )?;
+        }
         writeln!(f, "noisy-flagged (metadata): {}", self.noisy_flagged)?;
+        writeln!(f, "identical images at {} px: {}", self.image_size, self.duplicate_images)?;
+        writeln!(f, "identical captions (case and spacing aside): {}", self.duplicate_captions)?;
+        if self.duplicate_images.any() || self.duplicate_captions.any() {
+            writeln!(
+                f,
+                "  as a held-out split these make retrieval ambiguous: a query tied with a wrong answer counts as a miss"
+            )?;
+        }
         writeln!(f, "caption length (words):")?;
         let max = self.caption_words.iter().copied().max().unwrap_or(0).max(1);
         for ((lo, hi), n) in CAPTION_BUCKETS.iter().zip(self.caption_words) {
@@ -66,9 +94,21 @@ impl std::fmt::Display for InspectReport {
     }
 }
 
-/// Reads every sample, decoding images to find corrupt ones.
-pub fn inspect(set: &ShardSet) -> Result<InspectReport> {
-    let mut r = InspectReport { shards: set.shards.len(), ..Default::default() };
+/// Reads every sample, decoding images as the loader does (under `preprocess.max_image_pixels`)
+/// to find the ones a training epoch would skip, and preprocessing them (centre crop at
+/// `preprocess.image_size`) to find identical ones.
+pub fn inspect(set: &ShardSet, preprocess: &PreprocessConfig) -> Result<InspectReport> {
+    let max_image_pixels = preprocess.max_image_pixels;
+    let mut r = InspectReport {
+        shards: set.shards.len(),
+        max_image_pixels,
+        image_size: preprocess.image_size,
+        ..Default::default()
+    };
+    let mut centre = preprocess.clone();
+    centre.random_resized_crop = None;
+    let mut pixels = vec![0.0; centre.image_len()];
+    let (mut image_keys, mut caption_keys) = (Vec::new(), Vec::new());
     for s in &set.shards {
         let name = s.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let Ok(mut reader) = ShardReader::open(&s.path) else {
@@ -105,12 +145,24 @@ pub fn inspect(set: &ShardSet) -> Result<InspectReport> {
                     r.missing_images += 1;
                     bad("no image", &mut r);
                 }
-                None => {
-                    if raw.image.as_ref().is_some_and(|(_, bytes)| decode(bytes).is_err()) {
+                None => match raw.image.as_ref().map(|(_, bytes)| decode(bytes, max_image_pixels)) {
+                    Some(Err(e @ DataError::ImageTooLarge { .. })) => {
+                        r.corrupt_images += 1;
+                        r.oversized_images += 1;
+                        bad(&e.to_string(), &mut r);
+                    }
+                    Some(Err(_)) => {
                         r.corrupt_images += 1;
                         bad("corrupt image", &mut r);
                     }
-                }
+                    Some(Ok(rgb)) => {
+                        if preprocess_rgb(&rgb, &centre, None, &mut pixels).is_ok() {
+                            image_keys.push(content_key(&pixels));
+                        }
+                        caption_keys.push(caption_key(raw.caption.as_deref().unwrap_or_default()));
+                    }
+                    None => {}
+                },
             }
             if raw.meta.as_ref().and_then(|m| m.noisy) == Some(true) {
                 r.noisy_flagged += 1;
@@ -119,6 +171,8 @@ pub fn inspect(set: &ShardSet) -> Result<InspectReport> {
         r.samples += n;
         r.per_shard.push((name, n));
     }
+    r.duplicate_images = DuplicateGroups::of(image_keys);
+    r.duplicate_captions = DuplicateGroups::of(caption_keys);
     Ok(r)
 }
 
@@ -141,9 +195,11 @@ mod tests {
         }
         w.finish().unwrap();
         let set = ShardSet::from_pattern(&d.path().join("t-000000.tar").to_string_lossy()).unwrap();
-        let report = inspect(&set).unwrap();
+        let report = inspect(&set, &PreprocessConfig::new(8)).unwrap();
         assert_eq!((report.samples, report.corrupt_images, report.empty_captions), (4, 1, 1));
         assert_eq!(report.caption_words[1], 3, "captions of 1–4 words");
+        // The two usable samples hold the same image; their captions differ.
+        assert_eq!((report.duplicate_images.duplicated, report.duplicate_captions.groups), (2, 0));
         assert!(report.to_string().contains("corrupt images: 1"), "{report}");
     }
 }

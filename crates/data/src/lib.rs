@@ -4,6 +4,8 @@
 mod benchmarks;
 mod brace;
 mod clip_bpe;
+mod decode;
+mod duplicates;
 mod error;
 mod fmnist;
 mod inspect;
@@ -17,11 +19,13 @@ mod tokenizer;
 
 pub use benchmarks::{Benchmark, DatasetManifest, GenerateOptions, HeadlineMetric, MANIFEST_FILE, generate};
 pub use brace::expand_braces;
+pub use decode::{DECODE_BYTES_PER_PIXEL, DEFAULT_MAX_IMAGE_PIXELS, decode};
+pub use duplicates::{ContentBits, DuplicateGroups, caption_key, content_key};
 pub use error::{DataError, Result};
 pub use inspect::{CAPTION_BUCKETS, InspectReport, inspect};
 pub use loader::{Batch, DecodedSample, Epoch, LoadStats, Loader, LoaderConfig, SkipReason, load_all, skip_reason};
 pub use noise::{NoiseReport, inject_noise};
 pub use pack::{PackOptions, PackReport, TestSplit, pack};
-pub use preprocess::{CLIP_MEAN, CLIP_STD, PreprocessConfig, RandomResizedCrop, decode, decode_and_preprocess};
+pub use preprocess::{CLIP_MEAN, CLIP_STD, PreprocessConfig, RandomResizedCrop, decode_and_preprocess};
 pub use shard::{RawSample, SampleMeta, SampleOut, ShardIndex, ShardReader, ShardSet, ShardWriter};
 pub use tokenizer::{DEFAULT_VOCAB_SIZE, TextTokenizer, TokenBatch};

@@ -689,7 +689,7 @@ mod tests {
         assert_eq!(stats.samples, delivered as u64);
         assert_eq!(stats.samples + stats.dropped_last + 1, 59);
         // The epoch reports what `dissect data inspect` reports for the same shards.
-        let inspected = crate::inspect(&set).unwrap();
+        let inspected = crate::inspect(&set, &PreprocessConfig::new(8)).unwrap();
         let epoch_total = LoadStats { skipped_corrupt_image: corrupt(&stats, &a), ..stats };
         assert_eq!(
             (inspected.corrupt_images, inspected.missing_images, inspected.empty_captions, inspected.truncated),

@@ -16,9 +16,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::benchmarks::{DatasetManifest, HeadlineMetric};
+use crate::decode::{DEFAULT_MAX_IMAGE_PIXELS, decode};
 use crate::error::{DataError, Result};
 use crate::noise::inject_noise;
-use crate::preprocess::decode;
 use crate::shard::{IMAGE_EXTS, SampleMeta, SampleOut, ShardWriter};
 
 /// How many pairs go to the held-out split.
@@ -68,6 +68,8 @@ pub struct PackOptions {
     pub noise_rate: f64,
     /// Seed of the split and of the noise injection.
     pub seed: u64,
+    /// Images of more pixels (width × height) than this are skipped, named with their size.
+    pub max_image_pixels: u64,
 }
 
 impl PackOptions {
@@ -87,6 +89,7 @@ impl PackOptions {
             shard_size: 10_000,
             noise_rate: 0.0,
             seed: 0,
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
         }
     }
 }
@@ -200,6 +203,9 @@ fn check_options(opts: &PackOptions) -> Result<()> {
     if !(0.0..=1.0).contains(&opts.noise_rate) {
         return invalid(format!("noise rate {} is not in [0, 1]", opts.noise_rate));
     }
+    if opts.max_image_pixels == 0 {
+        return invalid("max image pixels must be at least 1".into());
+    }
     if !(8..=4096).contains(&opts.image_size) {
         return invalid(format!("image size {} is not in 8..=4096", opts.image_size));
     }
@@ -223,10 +229,10 @@ fn check_options(opts: &PackOptions) -> Result<()> {
 /// The training and held-out pairs: from two inputs, or one input split at random by the seed.
 fn split_inputs(opts: &PackOptions) -> Result<(Vec<Pair>, Vec<Pair>, Collected)> {
     let mut collected = collect(&opts.input, opts)?;
-    keep_decodable(&mut collected);
+    keep_decodable(&mut collected, opts.max_image_pixels);
     if let (TestSplit::Input, Some(test_input)) = (opts.test_split, &opts.test_input) {
         let mut test = collect(test_input, opts)?;
-        keep_decodable(&mut test);
+        keep_decodable(&mut test, opts.max_image_pixels);
         let test_pairs = std::mem::take(&mut test.pairs);
         collected.absorb(test);
         let train = std::mem::take(&mut collected.pairs);
@@ -299,16 +305,21 @@ fn write_split(
 }
 
 /// Drops (and names) the pairs whose image cannot be read or decoded, so that the split and
-/// the noise injection see only usable pairs.
-fn keep_decodable(collected: &mut Collected) {
+/// the noise injection see only usable pairs. Decoding is the loader's own ([`decode`]), so
+/// what packs is what trains.
+fn keep_decodable(collected: &mut Collected, max_image_pixels: u64) {
     let mut problems = Vec::new();
     collected.pairs.retain(|pair| match std::fs::read(&pair.image) {
         Err(e) => {
             problems.push(format!("{}: image {} not readable ({e})", pair.origin, pair.image.display()));
             false
         }
-        Ok(bytes) => match decode(&bytes) {
+        Ok(bytes) => match decode(&bytes, max_image_pixels) {
             Ok(_) => true,
+            Err(e @ DataError::ImageTooLarge { .. }) => {
+                problems.push(format!("{}: image {} skipped: {e}", pair.origin, pair.image.display()));
+                false
+            }
             Err(e) => {
                 problems.push(format!("{}: image {} does not decode ({e})", pair.origin, pair.image.display()));
                 false

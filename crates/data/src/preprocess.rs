@@ -1,10 +1,12 @@
-//! Image decode + resize/crop + normalise into CHW f32 tensors.
+//! Image decode ([`decode`]: the picture a person sees) + resize/crop + normalise into CHW
+//! f32 tensors.
 
-use image::{DynamicImage, RgbImage};
+use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::decode::{DEFAULT_MAX_IMAGE_PIXELS, decode};
 use crate::error::{DataError, Result};
 
 /// CLIP's normalisation constants (OpenAI), the usual choice for CLIP-style models.
@@ -39,12 +41,26 @@ pub struct PreprocessConfig {
     pub std: [f32; 3],
     /// `Some` for training-time augmentation; `None` = resize shorter side + centre crop.
     pub random_resized_crop: Option<RandomResizedCrop>,
+    /// Images of more pixels (width × height) than this are skipped undecoded.
+    #[serde(default = "default_max_image_pixels")]
+    pub max_image_pixels: u64,
+}
+
+fn default_max_image_pixels() -> u64 {
+    DEFAULT_MAX_IMAGE_PIXELS
 }
 
 impl PreprocessConfig {
-    /// Square `image_size` output with CLIP normalisation and no random crop.
+    /// Square `image_size` output with CLIP normalisation, no random crop and the default
+    /// pixel limit ([`DEFAULT_MAX_IMAGE_PIXELS`]).
     pub fn new(image_size: u32) -> Self {
-        Self { image_size, mean: CLIP_MEAN, std: CLIP_STD, random_resized_crop: None }
+        Self {
+            image_size,
+            mean: CLIP_MEAN,
+            std: CLIP_STD,
+            random_resized_crop: None,
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+        }
     }
 
     /// Floats per image (3·H·W).
@@ -59,13 +75,11 @@ impl PreprocessConfig {
                 self.image_size, self.std
             )));
         }
+        if self.max_image_pixels == 0 {
+            return Err(DataError::Invalid("max_image_pixels must be at least 1".into()));
+        }
         Ok(())
     }
-}
-
-/// Decodes an encoded image (format guessed from its bytes).
-pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
-    Ok(image::load_from_memory(bytes)?)
 }
 
 /// Picks the source rectangle (x, y, w, h) to crop before resizing.
@@ -183,8 +197,7 @@ fn taps(off: u32, len: u32, dst: u32, total: u32) -> Vec<(usize, Vec<f32>)> {
 /// Decodes and preprocesses into a new CHW tensor. `seed` drives the random crop when enabled,
 /// so the same sample, epoch and seed always give the same crop whatever thread does the work.
 pub fn decode_and_preprocess(bytes: &[u8], cfg: &PreprocessConfig, seed: u64) -> Result<Vec<f32>> {
-    let img = decode(bytes)?;
-    let rgb = img.to_rgb8(); // Grayscale and RGBA become 3 channels here.
+    let rgb = decode(bytes, cfg.max_image_pixels)?;
     let mut out = vec![0.0; cfg.image_len()];
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     preprocess_rgb(&rgb, cfg, Some(&mut rng), &mut out)?;
@@ -195,6 +208,8 @@ pub fn decode_and_preprocess(bytes: &[u8], cfg: &PreprocessConfig, seed: u64) ->
 mod tests {
     use super::*;
 
+    use image::DynamicImage;
+
     fn png(img: DynamicImage) -> Vec<u8> {
         let mut buf = std::io::Cursor::new(Vec::new());
         img.write_to(&mut buf, image::ImageFormat::Png).unwrap();
@@ -204,7 +219,13 @@ mod tests {
     #[test]
     fn grayscale_becomes_three_channels_and_normalises() {
         let g = image::GrayImage::from_pixel(8, 6, image::Luma([255]));
-        let cfg = PreprocessConfig { image_size: 4, mean: [0.5; 3], std: [0.5; 3], random_resized_crop: None };
+        let cfg = PreprocessConfig {
+            image_size: 4,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            random_resized_crop: None,
+            ..PreprocessConfig::new(4)
+        };
         let t = decode_and_preprocess(&png(DynamicImage::ImageLuma8(g)), &cfg, 0).unwrap();
         assert_eq!(t.len(), 48);
         assert!(t.iter().all(|v| (v - 1.0).abs() < 1e-5));
@@ -215,7 +236,13 @@ mod tests {
         // Left half black, right half white, 16x8: the centre crop is half/half.
         let img = RgbImage::from_fn(16, 8, |x, _| if x < 8 { image::Rgb([0; 3]) } else { image::Rgb([255; 3]) });
         let bytes = png(DynamicImage::ImageRgb8(img));
-        let mut cfg = PreprocessConfig { image_size: 8, mean: [0.0; 3], std: [1.0; 3], random_resized_crop: None };
+        let mut cfg = PreprocessConfig {
+            image_size: 8,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            random_resized_crop: None,
+            ..PreprocessConfig::new(4)
+        };
         let t = decode_and_preprocess(&bytes, &cfg, 0).unwrap();
         assert!(t[0] < 0.1 && t[7] > 0.9);
         cfg.random_resized_crop = Some(RandomResizedCrop { scale: (0.2, 0.5), ..Default::default() });
@@ -228,7 +255,13 @@ mod tests {
     #[test]
     fn resampling_matches_image_crate() {
         let img = RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, ((x + y) * 3) as u8]));
-        let cfg = PreprocessConfig { image_size: 20, mean: [0.0; 3], std: [1.0; 3], random_resized_crop: None };
+        let cfg = PreprocessConfig {
+            image_size: 20,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            random_resized_crop: None,
+            ..PreprocessConfig::new(4)
+        };
         let mut ours = vec![0.0; cfg.image_len()];
         preprocess_rgb(&img, &cfg, None, &mut ours).unwrap();
         let crop = image::imageops::crop_imm(&img, 5, 0, 30, 30).to_image();

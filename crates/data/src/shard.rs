@@ -17,7 +17,7 @@ use crate::brace::expand_braces;
 use crate::error::{DataError, Result};
 
 /// Image extensions recognised as the sample's image member.
-pub const IMAGE_EXTS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
+pub const IMAGE_EXTS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "gif"];
 
 /// Per-sample metadata stored as `{key}.json`. Unknown fields are kept in `extra`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

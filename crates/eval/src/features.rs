@@ -51,7 +51,8 @@ impl<'a> Features<'a> {
 ///
 /// Every similarity in this crate goes through this one function: the retrieval ranks compare
 /// scores computed in different loops, and only an identical summation order guarantees that
-/// a pair compared with itself is bit-for-bit equal (never "strictly higher").
+/// a pair compared with itself is bit-for-bit equal (so the correct candidate at the best score
+/// is found again in the counting pass and subtracted).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];

@@ -22,6 +22,7 @@ mod report;
 mod retrieval;
 mod seeds;
 mod table;
+mod verdict;
 mod zeroshot;
 
 pub use clipscore::{ClipScoreReport, clip_score, clip_score_matched_vs_random};
@@ -40,7 +41,6 @@ pub use retrieval::{
     retrieval_ranks,
 };
 pub use seeds::{SeedSummary, Spread, seeds_to_markdown, summarize_seeds};
-pub use table::{
-    FULL_STRATEGY, StrategyResult, fill_time_to_full, from_json, headline_label, time_to_reach, to_json, to_markdown,
-};
+pub use table::{StrategyResult, fill_time_to_full, from_json, headline_label, time_to_reach, to_json, to_markdown};
+pub use verdict::{NoiseShare, noise_notes, regime_verdicts};
 pub use zeroshot::{ZeroShotReport, class_embeddings, zero_shot_accuracy, zero_shot_accuracy_any};

@@ -176,7 +176,10 @@ impl BandCurve {
 impl NamedCurve {
     /// `(wall time, headline metric)` curves of comparison rows.
     pub fn headline_curves(results: &[StrategyResult]) -> Vec<NamedCurve> {
-        results.iter().map(|r| NamedCurve { name: r.strategy.clone(), points: r.headline_curve.clone() }).collect()
+        results
+            .iter()
+            .map(|r| NamedCurve { name: r.strategy.name().to_string(), points: r.headline_curve.clone() })
+            .collect()
     }
 
     /// `(epoch, selected-noise fraction)` from per-epoch detection metrics (epochs without a

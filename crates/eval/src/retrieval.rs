@@ -4,9 +4,11 @@
 //! - **Shared captions**: texts are grouped by exact caption string. For text→image, every
 //!   image owning a text with the query's exact caption is a correct answer. For image→text,
 //!   every text whose caption equals one of the image's own captions is a correct answer.
-//! - **Rank** of a query = 1 + number of candidates scoring *strictly* higher than the
-//!   best-scoring correct candidate. A wrong candidate tying with the best correct one does
-//!   not push it down (ties resolve in favour of the correct answer).
+//! - **Rank** of a query = 1 + the number of *wrong* candidates scoring *at least as high* as
+//!   the best-scoring correct candidate. A tie never counts as a win: a wrong candidate tied
+//!   with the best correct one pushes it down, so a split of identical images (or identical
+//!   captions) scores at or below chance, not 100%. This is stricter than open_clip's
+//!   `get_clip_metrics`, which sorts and lets the sort order break ties.
 //! - Recall@K is the percentage (0–100) of queries with rank ≤ K.
 
 use std::collections::HashMap;
@@ -167,10 +169,11 @@ const TXT_BLOCK: usize = 128;
 
 /// Ranks of every query in both directions (see module docs for the rule).
 ///
-/// The similarity matrix is never stored: the best correct score of every query is computed
-/// first from the ground-truth pairs only, then one blocked pass over all image×text pairs
-/// counts, per row and per column, the candidates scoring strictly above it. `threads` (≥ 1)
-/// splits the image rows with `std::thread::scope`.
+/// The similarity matrix is never stored: the best correct score of every query, and how many
+/// correct candidates reach it, are computed first from the ground-truth pairs only; then one
+/// blocked pass over all image×text pairs counts, per row and per column, the candidates
+/// scoring at least as high. The wrong ones among them are that count less the correct ones.
+/// `threads` (≥ 1) splits the image rows with `std::thread::scope`.
 pub fn retrieval_ranks(
     images: Features<'_>,
     texts: Features<'_>,
@@ -199,26 +202,26 @@ pub fn retrieval_ranks(
     }
 
     // Best correct score per image row (over texts of its caption groups) and per text column
-    // (over images sharing its caption group).
-    let row_best: Vec<f32> = (0..images.rows())
+    // (over images sharing its caption group), with the number of correct candidates at it.
+    let (row_best, row_correct_at_best): (Vec<f32>, Vec<u32>) = (0..images.rows())
         .map(|i| {
             let im = images.row(i);
-            targets.image_groups[i]
-                .iter()
-                .flat_map(|&g| &targets.group_texts[g as usize])
-                .map(|&t| dot(im, texts.row(t as usize)))
-                .fold(f32::NEG_INFINITY, f32::max)
+            best_of(
+                targets.image_groups[i]
+                    .iter()
+                    .flat_map(|&g| &targets.group_texts[g as usize])
+                    .map(|&t| dot(im, texts.row(t as usize))),
+            )
         })
-        .collect();
-    let col_best: Vec<f32> = (0..texts.rows())
+        .unzip();
+    let (col_best, col_correct_at_best): (Vec<f32>, Vec<u32>) = (0..texts.rows())
         .map(|t| {
             let tx = texts.row(t);
-            targets.group_images[targets.text_group[t] as usize]
-                .iter()
-                .map(|&i| dot(images.row(i as usize), tx))
-                .fold(f32::NEG_INFINITY, f32::max)
+            best_of(
+                targets.group_images[targets.text_group[t] as usize].iter().map(|&i| dot(images.row(i as usize), tx)),
+            )
         })
-        .collect();
+        .unzip();
 
     let n_img = images.rows();
     let threads = threads.clamp(1, n_img.div_ceil(IMG_BLOCK));
@@ -249,14 +252,26 @@ pub fn retrieval_ranks(
             *acc += v;
         }
     }
+    // Every correct candidate at the best score was counted too (a score equals itself: all
+    // go through one dot product); the rest are the wrong candidates at or above it.
+    let rank = |at_or_above: Vec<u32>, correct: Vec<u32>| -> Vec<u32> {
+        at_or_above.into_iter().zip(correct).map(|(n, c)| 1 + n - c).collect()
+    };
     Ok(RetrievalRanks {
-        image_to_text: row_above.into_iter().map(|c| c + 1).collect(),
-        text_to_image: col_above.into_iter().map(|c| c + 1).collect(),
+        image_to_text: rank(row_above, row_correct_at_best),
+        text_to_image: rank(col_above, col_correct_at_best),
     })
 }
 
-/// Blocked pass over image rows `row0..row0 + rows_best.len()` × all texts; returns this
-/// worker's per-text counts and fills `rows_out` with per-image counts.
+/// The best of a query's correct scores and how many correct candidates reach it.
+fn best_of(scores: impl Iterator<Item = f32> + Clone) -> (f32, u32) {
+    let best = scores.clone().fold(f32::NEG_INFINITY, f32::max);
+    (best, scores.filter(|&s| s >= best).count() as u32)
+}
+
+/// Blocked pass over image rows `row0..row0 + rows_best.len()` × all texts, counting the
+/// candidates scoring at least each query's best correct score; returns this worker's per-text
+/// counts and fills `rows_out` with per-image counts.
 fn count_above(
     images: Features<'_>,
     texts: Features<'_>,
@@ -277,8 +292,8 @@ fn count_above(
                 let mut above = 0u32;
                 for t in tb..te {
                     let s = dot(im, texts.row(t));
-                    above += u32::from(s > rb);
-                    cols[t] += u32::from(s > col_best[t]);
+                    above += u32::from(s >= rb);
+                    cols[t] += u32::from(s >= col_best[t]);
                 }
                 rows_out[i] += above;
             }
@@ -322,7 +337,7 @@ mod tests {
         let correct = |i: usize, t: usize| (0..nt).any(|u| owner[u] == i && caps[u] == caps[t]);
         let rank = |scores: Vec<(f32, bool)>| {
             let best = scores.iter().filter(|x| x.1).map(|x| x.0).fold(f32::NEG_INFINITY, f32::max);
-            1 + scores.iter().filter(|x| x.0 > best).count() as u32
+            1 + scores.iter().filter(|x| !x.1 && x.0 >= best).count() as u32
         };
         RetrievalRanks {
             image_to_text: (0..ni).map(|i| rank((0..nt).map(|t| (s(i, t), correct(i, t))).collect())).collect(),
@@ -342,10 +357,10 @@ mod tests {
         let tg = RetrievalTargets::from_captions(3, &owner, &caps).unwrap();
         let r = retrieval_ranks(f(&img, 1), f(&txt, 1), &tg, 1).unwrap();
         // img0 scores texts [1, .5, -1, .5]; correct = texts with caption "a" (t0, t3): best 1 → rank 1.
-        // img1 scores [.5, .25, -.5, .25]; correct = "b" (t1) 0.25; strictly higher: t0 (.5) only,
-        //   t3 ties at .25 and does not count → rank 2.
+        // img1 scores [.5, .25, -.5, .25]; correct = "b" (t1) 0.25; wrong at or above it: t0 (.5)
+        //   and t3, which ties at .25 and counts against the query → rank 3.
         // img2 scores [-1, -.5, 1, -.5]; correct = "c","a" → t0,t2,t3; best 1 → rank 1.
-        assert_eq!(r.image_to_text, vec![1, 2, 1]);
+        assert_eq!(r.image_to_text, vec![1, 3, 1]);
         // t0 ("a") scores images [1, .5, -1]; correct = images owning "a": img0, img2; best 1 → 1.
         // t1 ("b") scores [.5, .25, -.5]; correct img1 .25; img0 higher → 2.
         // t2 ("c") scores [-1, -.5, 1]; correct img2 → 1.
@@ -355,8 +370,8 @@ mod tests {
         let strict = RetrievalTargets::from_text_image(3, &owner).unwrap();
         let r2 = retrieval_ranks(f(&img, 1), f(&txt, 1), &strict, 1).unwrap();
         assert_eq!(r2.text_to_image, vec![1, 2, 1, 3]);
-        // img2's own texts: t2 (1.0) → still rank 1.
-        assert_eq!(r2.image_to_text, vec![1, 2, 1]);
+        // img2's own texts: t2 (1.0) → still rank 1; img1 keeps its tie with t3 → 3.
+        assert_eq!(r2.image_to_text, vec![1, 3, 1]);
 
         let m = RetrievalMetrics::from_ranks(&r2.text_to_image).unwrap();
         assert_eq!(m.r1, 50.0);
@@ -366,14 +381,32 @@ mod tests {
     }
 
     #[test]
-    fn all_tied_scores_rank_first() {
-        // Every score equal: ties resolve in favour of the correct candidate.
+    fn all_tied_scores_rank_last() {
+        // Every score equal: each tie counts against the query, so every query ranks last.
         let img = [0.0f32; 6];
         let txt = [0.0f32; 6];
         let tg = RetrievalTargets::from_text_image(3, &[0, 1, 2]).unwrap();
         let rep = retrieval_metrics(f(&img, 2), f(&txt, 2), &tg, 2).unwrap();
-        assert_eq!(rep.image_to_text.r1, 100.0);
-        assert_eq!(rep.text_to_image.mean_rank, 1.0);
+        assert_eq!(rep.image_to_text.r1, 0.0);
+        assert_eq!(rep.text_to_image.mean_rank, 3.0);
+    }
+
+    #[test]
+    fn duplicated_images_and_captions_score_at_or_below_chance() {
+        // Eight pairs; images 0-3 are one picture and 4-7 another, and the captions of 0-3 say
+        // the same thing in the same features (written differently, so not shared hits).
+        let n = 8;
+        let img: Vec<f32> = (0..n).flat_map(|i| if i < 4 { [1.0, 0.0] } else { [0.0, 1.0] }).collect();
+        let txt: Vec<f32> = (0..n).flat_map(|t| if t < 4 { [1.0, 0.0] } else { [0.6, 0.8] }).collect();
+        let tg = RetrievalTargets::from_text_image(n, &(0..n).collect::<Vec<_>>()).unwrap();
+        let rep = retrieval_metrics(f(&img, 2), f(&txt, 2), &tg, 1).unwrap();
+        let chance = 100.0 / n as f64;
+        assert!(rep.text_to_image.r1 <= chance, "IR R@1 {}", rep.text_to_image.r1);
+        assert!(rep.image_to_text.r1 <= chance, "TR R@1 {}", rep.image_to_text.r1);
+        // Text 0 finds images 0-3 at 1.0: three wrong ties → rank 4. Image 4 scores texts 0-3
+        // at 0 and 4-7 at 0.8: three wrong ties above nothing else → rank 4.
+        let ranks = retrieval_ranks(f(&img, 2), f(&txt, 2), &tg, 1).unwrap();
+        assert_eq!((ranks.text_to_image[0], ranks.image_to_text[4]), (4, 4));
     }
 
     #[test]

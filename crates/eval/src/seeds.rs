@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::table::{FULL_STRATEGY, StrategyResult};
+use dissect_select::Strategy;
+
+use crate::table::StrategyResult;
 
 /// Mean, sample standard deviation (n − 1; 0 for one value) and range of one column.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -45,8 +47,8 @@ impl Spread {
 /// One strategy over every seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeedSummary {
-    /// Strategy name.
-    pub strategy: String,
+    /// The strategy (written by its name).
+    pub strategy: Strategy,
     /// Seeds the strategy ran with.
     pub seeds: usize,
     /// Final image→text R@1, R@5, R@10 (%).
@@ -83,25 +85,25 @@ pub fn summarize_seeds(runs: &[Vec<StrategyResult>]) -> Vec<SeedSummary> {
         .map(|r| {
             let rows: Vec<&StrategyResult> =
                 runs.iter().filter_map(|seed| seed.iter().find(|x| x.strategy == r.strategy)).collect();
-            summary(&r.strategy, &rows)
+            summary(r.strategy, &rows)
         })
         .collect();
-    let full = rows.iter().find(|r| r.strategy == FULL_STRATEGY).and_then(|r| r.headline_value);
+    let full = rows.iter().find(|r| r.strategy == Strategy::Full).and_then(|r| r.headline_value);
     for row in &mut rows {
-        if row.strategy != FULL_STRATEGY {
+        if row.strategy != Strategy::Full {
             row.within_full_spread = full.zip(row.headline_value).map(|(f, m)| m.overlaps(&f));
         }
     }
     rows
 }
 
-fn summary(strategy: &str, rows: &[&StrategyResult]) -> SeedSummary {
+fn summary(strategy: Strategy, rows: &[&StrategyResult]) -> SeedSummary {
     let column =
         |f: &dyn Fn(&StrategyResult) -> Option<f64>| Spread::of(&rows.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
     let (tr, ir) =
         (|r: &StrategyResult| r.eval.retrieval.image_to_text, |r: &StrategyResult| r.eval.retrieval.text_to_image);
     SeedSummary {
-        strategy: strategy.to_string(),
+        strategy,
         seeds: rows.len(),
         tr: [column(&|r| Some(tr(r).r1)), column(&|r| Some(tr(r).r5)), column(&|r| Some(tr(r).r10))],
         ir: [column(&|r| Some(ir(r).r1)), column(&|r| Some(ir(r).r5)), column(&|r| Some(ir(r).r10))],
@@ -134,7 +136,7 @@ pub fn seeds_to_markdown(rows: &[SeedSummary]) -> String {
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for r in rows {
-        let name = r.strategy.replace('|', "\\|");
+        let name = r.strategy.name();
         let mark = if r.within_full_spread == Some(true) { " ≈ full" } else { "" };
         let value = r.headline_value.map_or_else(
             || "—".to_string(),
@@ -171,7 +173,7 @@ mod tests {
             queries: 10,
         };
         StrategyResult {
-            strategy: name.into(),
+            strategy: name.parse().unwrap(),
             eval: EvalReport {
                 retrieval: RetrievalReport { image_to_text: direction(r1), text_to_image: direction(r1 + 2.0) },
                 retrieval_scene: None,
@@ -218,7 +220,7 @@ mod tests {
             ],
         ];
         let rows = summarize_seeds(&runs);
-        assert_eq!(rows.iter().map(|r| r.strategy.as_str()).collect::<Vec<_>>(), ["full", "random", "clipscore"]);
+        assert_eq!(rows.iter().map(|r| r.strategy.name()).collect::<Vec<_>>(), ["full", "random", "clipscore"]);
         let full = &rows[0];
         // Mean R@1 = TR R@1 + 1: 11 and 15.
         let m = full.mean_r1.unwrap();

@@ -1,12 +1,10 @@
 //! Strategy comparison table (the paper's main-table layout) as Markdown and JSON.
 
+use dissect_select::Strategy;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
 use crate::report::EvalReport;
-
-/// Name of the full-data baseline whose final headline metric is the time-to-accuracy target.
-pub const FULL_STRATEGY: &str = "full";
 
 fn mean_r1_label() -> String {
     "mean R@1".into()
@@ -16,8 +14,8 @@ fn mean_r1_label() -> String {
 /// Recalls and zero-shot are percentages (0–100); noise fractions are 0–1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StrategyResult {
-    /// Strategy name.
-    pub strategy: String,
+    /// The strategy (written by its name).
+    pub strategy: Strategy,
     /// The run's final held-out evaluation.
     pub eval: EvalReport,
     /// Mean share of noisy pairs among the selected rows (over the epochs the caller chose).
@@ -60,10 +58,10 @@ pub fn time_to_reach(curve: &[(f64, f64)], target: f64) -> Option<f64> {
 }
 
 /// Sets every row's `time_to_full_s` to the first time its headline curve reaches the `full`
-/// row's final headline. Returns that target, or `None` (and clears the column) without a
+/// row's final headline (the full-data baseline is the time-to-accuracy target). Returns that target, or `None` (and clears the column) without a
 /// `full` row.
 pub fn fill_time_to_full(results: &mut [StrategyResult]) -> Option<f64> {
-    let target = results.iter().find(|r| r.strategy == FULL_STRATEGY).map(StrategyResult::final_headline);
+    let target = results.iter().find(|r| r.strategy == Strategy::Full).map(StrategyResult::final_headline);
     for r in results.iter_mut() {
         r.time_to_full_s = target.and_then(|t| time_to_reach(&r.headline_curve, t));
     }
@@ -89,8 +87,7 @@ pub fn to_markdown(results: &[StrategyResult]) -> String {
         headline_label(results)
     );
     for r in results {
-        // Pipes inside a strategy name would break the table layout.
-        let name = r.strategy.replace('|', "\\|");
+        let name = r.strategy.name();
         let (tr, ir) = (&r.eval.retrieval.image_to_text, &r.eval.retrieval.text_to_image);
         s.push_str(&format!(
             "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -145,7 +142,7 @@ mod tests {
         let retrieval =
             RetrievalReport { image_to_text: direction(tr, 50.0, 60.0), text_to_image: direction(ir, 40.0, 55.5) };
         StrategyResult {
-            strategy: name.into(),
+            strategy: name.parse().unwrap(),
             eval: EvalReport {
                 retrieval,
                 retrieval_scene: None,

@@ -43,8 +43,8 @@ pub fn class_embeddings(prompts: Features<'_>, templates: usize) -> Result<Vec<f
 }
 
 /// Top-1 (and top-5 when classes ≥ 5) accuracy of `labels` given image features and prompt
-/// embeddings (see [`class_embeddings`]). A class is within top-k when fewer than k classes
-/// score strictly higher than the true class (ties favour the true class, as in retrieval).
+/// embeddings (see [`class_embeddings`]). The true class is within top-k when fewer than k
+/// other classes score at least as high as it: a tie counts against the image, as in retrieval.
 pub fn zero_shot_accuracy(
     images: Features<'_>,
     prompts: Features<'_>,
@@ -91,9 +91,9 @@ pub fn zero_shot_accuracy_any(
         let Some(best) = labels.iter().map(|&l| scores[l]).reduce(f32::max) else {
             return Err(EvalError::Invalid(format!("image {i} has no label")));
         };
-        let above = scores.iter().filter(|&&s| s > best).count();
-        hit1 += usize::from(above < 1);
-        hit5 += usize::from(above < 5);
+        let wrong_at_or_above = scores.iter().enumerate().filter(|&(c, &s)| s >= best && !labels.contains(&c)).count();
+        hit1 += usize::from(wrong_at_or_above < 1);
+        hit5 += usize::from(wrong_at_or_above < 5);
     }
     let n = accepted.len() as f64;
     Ok(ZeroShotReport {
@@ -136,11 +136,12 @@ mod tests {
     fn top5_with_many_classes() {
         // 6 classes, 1-D prompts with values 6..1; image +1 ranks class 0 first, class 5 last.
         let prompts = [6.0f32, 5.0, 4.0, 3.0, 2.0, 1.0];
-        // Normalisation maps every positive 1-D prompt to 1.0: all classes tie, so every label is top-1.
+        // Normalisation maps every positive 1-D prompt to 1.0: all six classes tie, and each
+        // tie counts against the image, so no label is within the top 5.
         let p = Features::new("p", &prompts, 1).unwrap();
         let i = Features::new("i", &[1.0f32, -1.0], 1).unwrap();
         let r = zero_shot_accuracy(i, p, 1, &[5, 0]).unwrap();
-        assert_eq!((r.top1, r.top5), (100.0, Some(100.0)));
+        assert_eq!((r.top1, r.top5), (0.0, Some(0.0)));
         // 2-D: class c at angle c·30°; image at 0° → class order 0,1,2,...; label 5 is 6th.
         let pr: Vec<f32> = (0..6)
             .flat_map(|c| {

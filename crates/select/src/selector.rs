@@ -97,8 +97,9 @@ impl Selector {
         self.state
     }
 
-    /// Choose the rows to train on. The state is updated only when the whole input is
-    /// valid, so a rejected batch leaves no trace.
+    /// Choose the rows to train on: check the input, rank the rows by the strategy's key,
+    /// choose the kept rows, record every visit. The state is updated only when the whole
+    /// input is valid, so a rejected batch leaves no trace.
     pub fn select<R: Rng + ?Sized>(
         &mut self,
         batch: &BatchScores<'_>,
@@ -106,6 +107,26 @@ impl Selector {
         step: u64,
         rng: &mut R,
     ) -> Result<Selection, SelectError> {
+        let inputs = self.checked_inputs(batch)?;
+        let b = batch.indices.len();
+        let k = self.config.keep_count(b);
+        let curr = self.current_scores(inputs.clip_scores, b);
+        let warming_up = self.warming_up(epoch);
+        let ranked = self.rank_keys(batch.indices, &inputs, &curr, warming_up, k);
+        // `warmup_rows = all`: every selecting strategy trains on every row until epoch W (the
+        // DISSect scores and history still update above), so all start from the same model.
+        let train_all = self.config.warmup_rows == WarmupRows::All && warming_up;
+        let keys = if train_all { None } else { ranked.keys };
+        let strategy = self.config.strategy;
+        let positions = choose_rows(keys.as_deref(), train_all || strategy == Strategy::Full, b, k, rng);
+        let visits = Visits { epoch, step, curr: &curr, hist: &ranked.hist_used, keys: keys.as_deref() };
+        let records = self.record_visits(batch.indices, &positions, &visits);
+        let drew_at_random = keys.is_none() && strategy != Strategy::Full && !train_all;
+        Ok(Selection { positions, records, drew_at_random })
+    }
+
+    /// Checks the batch against the state and the strategy's needs, changing nothing.
+    fn checked_inputs<'a>(&self, batch: &BatchScores<'a>) -> Result<Inputs<'a>, SelectError> {
         let strategy = self.config.strategy;
         let b = batch.indices.len();
         if b == 0 {
@@ -117,127 +138,184 @@ impl Selector {
                 return Err(SelectError::IndexOutOfRange { index, position, len });
             }
         }
-        let clip_scores = checked(batch.clip_scores, "CLIP scores", b)?;
-        let losses = checked(batch.losses, "per-sample losses", b)?;
-        let reference = checked(batch.reference_scores, "reference scores", b)?;
+        let inputs = Inputs {
+            clip_scores: checked(batch.clip_scores, "CLIP scores", b)?,
+            losses: checked(batch.losses, "per-sample losses", b)?,
+            reference: checked(batch.reference_scores, "reference scores", b)?,
+        };
         let needs = strategy.needs();
         let missing = |what| SelectError::MissingInput { strategy: strategy.name(), what };
-        if needs.clip_scores && clip_scores.is_none() {
+        if needs.clip_scores && inputs.clip_scores.is_none() {
             return Err(missing("CLIP scores"));
         }
-        if needs.losses && losses.is_none() {
+        if needs.losses && inputs.losses.is_none() {
             return Err(missing("per-sample losses"));
         }
-        if needs.reference_scores && reference.is_none() {
+        if needs.reference_scores && inputs.reference.is_none() {
             return Err(missing("reference scores"));
         }
+        Ok(inputs)
+    }
 
-        let k = self.config.keep_count(b);
-        let dissect = strategy.is_dissect();
-        // DISSect uses CLIPScore clamped at 0 (docs/algorithm.md, step 2).
-        let curr: Vec<f32> = match clip_scores {
-            Some(s) if dissect => s.iter().map(|v| v.max(0.0)).collect(),
+    /// The rows' current CLIPScores as the strategy uses them (NaN when none were given).
+    fn current_scores(&self, clip_scores: Option<&[f32]>, b: usize) -> Vec<f32> {
+        match clip_scores {
+            // DISSect uses CLIPScore clamped at 0 (docs/algorithm.md, step 2).
+            Some(s) if self.config.strategy.is_dissect() => s.iter().map(|v| v.max(0.0)).collect(),
             Some(s) => s.to_vec(),
             None => vec![f32::NAN; b],
-        };
-        let mut hist_used = vec![f32::NAN; b];
-        let warming_up = self.warming_up(epoch);
-        let slots = self.state.slots_mut();
+        }
+    }
 
-        // `keys == None` means: draw k rows at random.
-        let keys: Option<Vec<f32>> = match strategy {
+    /// The strategy's ranking key of every row (`None`: draw the rows at random), updating the
+    /// DISSect history of the rows it ranks.
+    fn rank_keys(&mut self, indices: &[u64], inputs: &Inputs<'_>, curr: &[f32], warming_up: bool, k: usize) -> Ranked {
+        let mut hist_used = vec![f32::NAN; indices.len()];
+        let keys = match self.config.strategy {
             Strategy::Full | Strategy::Random => None,
-            Strategy::SmallLoss => losses.map(|l| l.iter().map(|v| -v).collect()),
-            Strategy::BigLoss => losses.map(<[f32]>::to_vec),
-            Strategy::Clipscore => Some(curr.clone()),
-            Strategy::OracleClipscore | Strategy::OracleCliploss => reference.map(<[f32]>::to_vec),
+            Strategy::SmallLoss => inputs.losses.map(|l| l.iter().map(|v| -v).collect()),
+            Strategy::BigLoss => inputs.losses.map(<[f32]>::to_vec),
+            Strategy::Clipscore => Some(curr.to_vec()),
+            Strategy::OracleClipscore | Strategy::OracleCliploss => inputs.reference.map(<[f32]>::to_vec),
             Strategy::DissectWarmup => {
-                let mut warm = Vec::with_capacity(b);
-                for (j, &index) in batch.indices.iter().enumerate() {
-                    let slot = &mut slots[index as usize];
-                    if let Some(w) = slot.warm() {
-                        hist_used[j] = w;
+                warmup_gap_keys(self.state.slots_mut(), indices, curr, warming_up, &mut hist_used)
+            }
+            strategy @ (Strategy::DissectMomentum | Strategy::DissectGated) => {
+                let beta = self.config.momentum as f32;
+                let gaps = momentum_gap_keys(self.state.slots_mut(), indices, curr, beta, &mut hist_used);
+                gaps.map(|mut gaps| {
+                    if strategy == Strategy::DissectGated {
+                        gate_by_score(&mut gaps, curr, k);
                     }
-                    // During warm-up every visit overwrites the stored score, so it ends as
-                    // the last warm-up visit's. A sample first met after warm-up stores
-                    // its first score, contributing no gap of its own now.
-                    if warming_up || slot.warm().is_none() {
-                        slot.warm = curr[j];
-                        slot.flags |= flags::HAS_WARM;
-                    }
-                    warm.push(if warming_up { f32::NAN } else { slot.warm });
-                }
-                (!warming_up).then(|| {
-                    let mean_warm = mean(&warm);
-                    let mean_curr = mean(&curr);
-                    warm.iter().zip(&curr).map(|(w, c)| (w - mean_warm) - (c - mean_curr)).collect()
+                    gaps
                 })
             }
-            Strategy::DissectMomentum | Strategy::DissectGated => {
-                let beta = self.config.momentum as f32;
-                let mut any_history = false;
-                let mut gaps = Vec::with_capacity(b);
-                for (j, &index) in batch.indices.iter().enumerate() {
-                    let slot = &mut slots[index as usize];
-                    // First sight takes hist = curr: no gap, rather than the authors'
-                    // hist = 0 that would favour the lowest-scoring pairs.
-                    let h = match slot.hist() {
-                        Some(h) => {
-                            any_history = true;
-                            hist_used[j] = h;
-                            h
-                        }
-                        None => curr[j],
-                    };
-                    gaps.push(h - curr[j]);
-                    // The gap above used the old history; the update comes after it.
-                    slot.hist = beta * h + (1.0 - beta) * curr[j];
-                    slot.flags |= flags::HAS_HIST;
-                }
-                if strategy == Strategy::DissectGated {
-                    gate_by_score(&mut gaps, &curr, k);
-                }
-                any_history.then_some(gaps)
-            }
         };
+        Ranked { keys, hist_used }
+    }
 
-        // `warmup_rows = all`: every selecting strategy trains on every row until epoch W (the
-        // DISSect scores and history still update above), so all start from the same model.
-        let train_all = self.config.warmup_rows == WarmupRows::All && warming_up;
-        let keys = if train_all { None } else { keys };
-        let positions = match (&keys, strategy) {
-            _ if train_all || strategy == Strategy::Full => (0..b).collect(),
-            (Some(keys), _) => top_k(keys, k),
-            (None, _) => {
-                let mut drawn = rand::seq::index::sample(rng, b, k).into_vec();
-                drawn.sort_unstable();
-                drawn
-            }
-        };
-
-        let mut selected = vec![false; b];
-        for &p in &positions {
+    /// One record per row, and the per-sample bookkeeping of the visit.
+    fn record_visits(&mut self, indices: &[u64], positions: &[usize], visits: &Visits<'_>) -> Vec<VisitRecord> {
+        let mut selected = vec![false; indices.len()];
+        for &p in positions {
             selected[p] = true;
         }
-        let mut records = Vec::with_capacity(b);
-        for (j, &index) in batch.indices.iter().enumerate() {
+        let slots = self.state.slots_mut();
+        let mut records = Vec::with_capacity(indices.len());
+        for (j, &index) in indices.iter().enumerate() {
             let slot = &mut slots[index as usize];
             slot.flags |= flags::SEEN;
-            slot.last = curr[j];
-            slot.last_epoch = epoch;
+            slot.last = visits.curr[j];
+            slot.last_epoch = visits.epoch;
             slot.times_selected += u32::from(selected[j]);
             records.push(VisitRecord {
-                epoch,
-                step,
+                epoch: visits.epoch,
+                step: visits.step,
                 index,
-                curr: curr[j],
-                hist: hist_used[j],
-                rank_key: keys.as_ref().map_or(f32::NAN, |k| k[j]),
+                curr: visits.curr[j],
+                hist: visits.hist[j],
+                rank_key: visits.keys.map_or(f32::NAN, |k| k[j]),
                 selected: selected[j],
             });
         }
-        let drew_at_random = keys.is_none() && strategy != Strategy::Full && !train_all;
-        Ok(Selection { positions, records, drew_at_random })
+        records
+    }
+}
+
+/// A batch's optional inputs, checked for length and finiteness.
+struct Inputs<'a> {
+    clip_scores: Option<&'a [f32]>,
+    losses: Option<&'a [f32]>,
+    reference: Option<&'a [f32]>,
+}
+
+/// The ranking keys of a batch and the history each row's key used (NaN where none).
+struct Ranked {
+    keys: Option<Vec<f32>>,
+    hist_used: Vec<f32>,
+}
+
+/// What every visit record of a step shares, and the per-row values it records.
+struct Visits<'a> {
+    epoch: u32,
+    step: u64,
+    curr: &'a [f32],
+    hist: &'a [f32],
+    keys: Option<&'a [f32]>,
+}
+
+/// dissect-warmup's key: the centred drop from the score stored at the end of the warm-up,
+/// `(warm − mean warm) − (curr − mean curr)`; `None` during the warm-up.
+fn warmup_gap_keys(
+    slots: &mut [crate::state::Slot],
+    indices: &[u64],
+    curr: &[f32],
+    warming_up: bool,
+    hist_used: &mut [f32],
+) -> Option<Vec<f32>> {
+    let mut warm = Vec::with_capacity(indices.len());
+    for (j, &index) in indices.iter().enumerate() {
+        let slot = &mut slots[index as usize];
+        if let Some(w) = slot.warm() {
+            hist_used[j] = w;
+        }
+        // During warm-up every visit overwrites the stored score, so it ends as the last
+        // warm-up visit's. A sample first met after warm-up stores its first score,
+        // contributing no gap of its own now.
+        if warming_up || slot.warm().is_none() {
+            slot.warm = curr[j];
+            slot.flags |= flags::HAS_WARM;
+        }
+        warm.push(if warming_up { f32::NAN } else { slot.warm });
+    }
+    (!warming_up).then(|| {
+        let mean_warm = mean(&warm);
+        let mean_curr = mean(curr);
+        warm.iter().zip(curr).map(|(w, c)| (w - mean_warm) - (c - mean_curr)).collect()
+    })
+}
+
+/// dissect-momentum's key: the drop `hist − curr` against the momentum history, which is
+/// then updated to `β·hist + (1 − β)·curr`; `None` when no row of the batch had history.
+fn momentum_gap_keys(
+    slots: &mut [crate::state::Slot],
+    indices: &[u64],
+    curr: &[f32],
+    beta: f32,
+    hist_used: &mut [f32],
+) -> Option<Vec<f32>> {
+    let mut any_history = false;
+    let mut gaps = Vec::with_capacity(indices.len());
+    for (j, &index) in indices.iter().enumerate() {
+        let slot = &mut slots[index as usize];
+        // First sight takes hist = curr: no gap, rather than the authors' hist = 0 that
+        // would favour the lowest-scoring pairs.
+        let h = match slot.hist() {
+            Some(h) => {
+                any_history = true;
+                hist_used[j] = h;
+                h
+            }
+            None => curr[j],
+        };
+        gaps.push(h - curr[j]);
+        // The gap above used the old history; the update comes after it.
+        slot.hist = beta * h + (1.0 - beta) * curr[j];
+        slot.flags |= flags::HAS_HIST;
+    }
+    any_history.then_some(gaps)
+}
+
+/// The kept positions, ascending: every row, the top `k` by key, or `k` drawn at random.
+fn choose_rows<R: Rng + ?Sized>(keys: Option<&[f32]>, keep_all: bool, b: usize, k: usize, rng: &mut R) -> Vec<usize> {
+    match keys {
+        _ if keep_all => (0..b).collect(),
+        Some(keys) => top_k(keys, k),
+        None => {
+            let mut drawn = rand::seq::index::sample(rng, b, k).into_vec();
+            drawn.sort_unstable();
+            drawn
+        }
     }
 }
 

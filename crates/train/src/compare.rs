@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use dissect_data::{DatasetManifest, HeadlineMetric};
 use dissect_eval::{
-    BandCurve, EvalReport, NamedCurve, ScoreTrajectories, SeedSummary, StrategyResult, fill_time_to_full,
+    BandCurve, EvalReport, NamedCurve, NoiseShare, ScoreTrajectories, SeedSummary, StrategyResult, fill_time_to_full,
     plot_headline_vs_time, plot_noise_fraction, plot_score_trajectories, plot_seed_bands, plot_selected_histograms,
     seeds_to_markdown, summarize_seeds, to_json, to_markdown,
 };
@@ -18,13 +18,66 @@ use crate::observer::Observer;
 use crate::stop::StopSignal;
 use crate::trainer::{RunOutcome, train_with};
 
+/// The rows of a comparison: one seed's, or every seed's with a summary per strategy.
+#[derive(Debug, Clone)]
+pub enum ComparisonRows {
+    /// One seed: one row per strategy.
+    OneSeed(Vec<StrategyResult>),
+    /// Several seeds: one row per strategy and seed, seed by seed, and one summary per
+    /// strategy (every column's mean ± sd and spread).
+    Seeds {
+        /// Every run's row.
+        results: Vec<StrategyResult>,
+        /// Every strategy's statistics over the seeds.
+        summaries: Vec<SeedSummary>,
+    },
+}
+
+impl ComparisonRows {
+    /// Every run's row, seed by seed.
+    pub fn results(&self) -> &[StrategyResult] {
+        match self {
+            ComparisonRows::OneSeed(results) | ComparisonRows::Seeds { results, .. } => results,
+        }
+    }
+
+    /// Every strategy's statistics over the seeds (one seed gives sd 0).
+    pub fn summaries(&self) -> Vec<SeedSummary> {
+        match self {
+            ComparisonRows::OneSeed(results) => summarize_seeds(std::slice::from_ref(results)),
+            ComparisonRows::Seeds { summaries, .. } => summaries.clone(),
+        }
+    }
+
+    /// The noisy share of the selected rows next to the data's: per run with one seed, per
+    /// strategy (its mean over the seeds) with several.
+    pub fn noise_shares(&self) -> Vec<NoiseShare> {
+        match self {
+            ComparisonRows::OneSeed(results) => results
+                .iter()
+                .map(|r| NoiseShare {
+                    strategy: r.strategy,
+                    selected: r.selected_noise_fraction,
+                    data: r.data_noise_fraction,
+                })
+                .collect(),
+            ComparisonRows::Seeds { results, summaries } => summaries
+                .iter()
+                .map(|s| NoiseShare {
+                    strategy: s.strategy,
+                    selected: s.selected_noise.map(|n| n.mean / 100.0),
+                    data: results.iter().find(|r| r.strategy == s.strategy).and_then(|r| r.data_noise_fraction),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Where a comparison wrote its results.
 #[derive(Debug, Clone)]
 pub struct ComparisonReport {
-    /// One row per strategy and seed, seed by seed.
-    pub results: Vec<StrategyResult>,
-    /// With several seeds, one row per strategy: every column's mean ± sd and spread.
-    pub summaries: Vec<SeedSummary>,
+    /// The comparison's rows.
+    pub rows: ComparisonRows,
     /// The table as Markdown (the seed summary with several seeds).
     pub markdown: String,
     /// `table.md`.
@@ -79,7 +132,7 @@ pub fn strategy_result(
         .ok_or_else(|| TrainError::Config(format!("run {} has no evaluation to compare", outcome.run_dir.display())))?;
     let (selected_noise, data_noise) = mean_selected_noise(outcome, noise_from_epoch);
     Ok(StrategyResult {
-        strategy: outcome.strategy.name().to_string(),
+        strategy: outcome.strategy,
         eval: eval.clone(),
         selected_noise_fraction: selected_noise,
         data_noise_fraction: data_noise,
@@ -144,7 +197,7 @@ pub fn compare(
             None => return Ok(None),
         }
     }
-    let summaries = summarize_seeds(&per_seed.iter().map(|r| r.results.clone()).collect::<Vec<_>>());
+    let summaries = summarize_seeds(&per_seed.iter().map(|r| r.rows.results().to_vec()).collect::<Vec<_>>());
     let band_plots = write_seed_plots(out, strategies, &per_seed, headline)?;
     let markdown = seeds_to_markdown(&summaries);
     let table_md = out.join("table.md");
@@ -153,21 +206,14 @@ pub fn compare(
     let json = serde_json::to_string_pretty(&summaries)
         .map_err(|e| TrainError::Config(format!("writing {}: {e}", table_json.display())))?;
     write_atomic(&table_json, json.as_bytes())?;
-    let mut report = ComparisonReport {
-        results: Vec::new(),
-        summaries,
-        markdown,
-        table_md,
-        table_json,
-        plots: band_plots,
-        outcomes: Vec::new(),
-    };
+    let (mut results, mut plots, mut outcomes) = (Vec::new(), band_plots, Vec::new());
     for seed in per_seed {
-        report.results.extend(seed.results);
-        report.plots.extend(seed.plots);
-        report.outcomes.extend(seed.outcomes);
+        results.extend_from_slice(seed.rows.results());
+        plots.extend(seed.plots);
+        outcomes.extend(seed.outcomes);
     }
-    Ok(Some(report))
+    let rows = ComparisonRows::Seeds { results, summaries };
+    Ok(Some(ComparisonReport { rows, markdown, table_md, table_json, plots, outcomes }))
 }
 
 /// [`compare`] with the seed of `base`.
@@ -217,7 +263,8 @@ fn report(
     write_atomic(&table_md, markdown.as_bytes())?;
     write_atomic(&table_json, to_json(&results)?.as_bytes())?;
     let plots = write_plots(out, &results, &outcomes)?;
-    Ok(ComparisonReport { results, summaries: Vec::new(), markdown, table_md, table_json, plots, outcomes })
+    let rows = ComparisonRows::OneSeed(results);
+    Ok(ComparisonReport { rows, markdown, table_md, table_json, plots, outcomes })
 }
 
 /// Per strategy, the mean ± sd over seeds of the headline metric and of the selected-noise

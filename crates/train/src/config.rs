@@ -27,6 +27,9 @@ pub struct TrainConfig {
     pub val_data: Option<String>,
     /// Image side the model trains at on `train_data` shards (a dataset folder records its own).
     pub image_size: u32,
+    /// Images of more pixels (width × height) than this are skipped undecoded and counted as
+    /// corrupt; the default is PIL's limit ([`dissect_data::DEFAULT_MAX_IMAGE_PIXELS`]).
+    pub max_image_pixels: u64,
     /// Run folder: config, tokenizer, logs, visit records, checkpoints.
     pub out: PathBuf,
     /// Model preset (micro, tiny, small, vit-b-32, rn-tiny, rn50), or an open_clip model-config JSON file.
@@ -105,6 +108,7 @@ impl Default for TrainConfig {
             train_data: None,
             val_data: None,
             image_size: 224,
+            max_image_pixels: dissect_data::DEFAULT_MAX_IMAGE_PIXELS,
             out: PathBuf::from("runs/train"),
             model: "tiny".into(),
             init: None,
@@ -190,6 +194,9 @@ impl TrainConfig {
         }
         if !(8..=4096).contains(&self.image_size) {
             return Err(bad("image_size", format!("must be in 8..=4096, got {}", self.image_size)));
+        }
+        if self.max_image_pixels == 0 {
+            return Err(bad("max_image_pixels", "must be at least 1"));
         }
         if self.epochs == 0 {
             return Err(bad("epochs", "must be at least 1"));

@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use dissect_data::{DatasetManifest, PreprocessConfig, SampleMeta, TextTokenizer, load_all};
+use dissect_data::{
+    DatasetManifest, DuplicateGroups, PreprocessConfig, SampleMeta, TextTokenizer, content_key, load_all,
+};
 use dissect_eval::{
     EvalReport, Features, RetrievalTargets, clip_score_matched_vs_random, default_threads, retrieval_metrics,
     zero_shot_accuracy_any,
@@ -28,6 +30,10 @@ pub struct EvalSet {
     /// Every correct class of each image: its class, or the shape of each of its objects.
     labels: Option<Vec<Vec<usize>>>,
     prompt_tokens: Option<(Vec<u32>, Vec<usize>, usize)>,
+    /// Held-out images identical after preprocessing.
+    duplicate_images: DuplicateGroups,
+    /// Held-out captions identical after tokenization.
+    duplicate_captions: DuplicateGroups,
 }
 
 impl EvalSet {
@@ -64,7 +70,12 @@ impl EvalSet {
         } else {
             None
         };
+        let duplicate_images = DuplicateGroups::of(images.chunks_exact(image_len).map(content_key));
+        let duplicate_captions =
+            DuplicateGroups::of(encoded.ids.chunks_exact(model.text.context_length).map(content_key));
         Ok(EvalSet {
+            duplicate_images,
+            duplicate_captions,
             images,
             image_len,
             captions,
@@ -74,6 +85,19 @@ impl EvalSet {
             context_len: model.text.context_length,
             labels: labels.filter(|_| prompt_tokens.is_some()),
             prompt_tokens,
+        })
+    }
+
+    /// A warning when held-out images are identical after preprocessing or captions after
+    /// tokenization: retrieval cannot tell them apart, and every tie counts against the query.
+    pub fn ambiguity_warning(&self) -> Option<String> {
+        let (images, captions) = (self.duplicate_images, self.duplicate_captions);
+        (images.any() || captions.any()).then(|| {
+            format!(
+                "the held-out split is ambiguous for retrieval: images identical after preprocessing: {images}; \
+                 captions identical after tokenization: {captions} (of {} pairs; a tie with a wrong answer counts as a miss)",
+                self.len()
+            )
         })
     }
 

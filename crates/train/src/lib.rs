@@ -19,7 +19,7 @@ mod stop;
 mod trainer;
 
 pub use checkpoint::{TrainerState, latest_checkpoint, read_trainer_state};
-pub use compare::{CompareObserver, ComparisonReport, compare, strategy_result};
+pub use compare::{CompareObserver, ComparisonReport, ComparisonRows, compare, strategy_result};
 pub use config::{OptimConfig, TrainConfig, merge_tables};
 pub use curate::{CurateReport, curate, export_scores};
 pub use error::{Result, TrainError};

@@ -278,8 +278,8 @@ pub(crate) fn loader(
     // Images are resized to the model's input (a preset takes the dataset's size; an open_clip
     // config or a warm start brings its own).
     let image_size = model_config.image_size() as u32;
-    let mut preprocess = PreprocessConfig::new(image_size);
-    preprocess.random_resized_crop = None;
+    let preprocess =
+        PreprocessConfig { max_image_pixels: config.max_image_pixels, ..PreprocessConfig::new(image_size) };
     let mut loader_config = LoaderConfig::new(config.batch_size, image_size);
     loader_config.context_len = model_config.text.context_length;
     loader_config.preprocess = preprocess.clone();

@@ -456,14 +456,18 @@ impl Run {
     /// The held-out report of the current model.
     pub fn evaluate(&mut self, observer: &mut dyn Observer) -> Result<EvalReport> {
         if self.eval_set.is_none() {
-            self.eval_set = Some(EvalSet::load(
+            let set = EvalSet::load(
                 &self.data_dir,
                 &self.manifest,
                 &self.tokenizer,
                 &self.model_config,
                 &self.preprocess,
                 self.config.loader_threads,
-            )?);
+            )?;
+            if let Some(warning) = set.ambiguity_warning() {
+                observer.warning(&warning);
+            }
+            self.eval_set = Some(set);
         }
         let (set, model) = (self.eval_set.as_ref().ok_or_else(stopped_after_failure)?, self.model()?);
         observer.evaluating(self.state.epoch, set.len());

@@ -311,7 +311,11 @@ fn skipped_samples_agree_with_inspect_across_a_resume() {
         &[(3, Damage::CorruptImage), (17, Damage::NoImage), (40, Damage::EmptyCaption), (101, Damage::CorruptImage)],
     );
     let manifest = dissect_data::DatasetManifest::load(&data).unwrap();
-    let inspected = dissect_data::inspect(&manifest.train_set(&data).unwrap()).unwrap();
+    let inspected = dissect_data::inspect(
+        &manifest.train_set(&data).unwrap(),
+        &dissect_data::PreprocessConfig::new(manifest.image_size),
+    )
+    .unwrap();
     assert_eq!((inspected.corrupt_images, inspected.missing_images, inspected.empty_captions), (2, 1, 1));
 
     let run = dir.path().join("run");

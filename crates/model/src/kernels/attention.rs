@@ -11,13 +11,13 @@
 //! a per-thread buffer of `l_q · l_k` floats, the products are burn-flex's own GEMM on that
 //! thread, the softmax uses the vectorised `exp` of `cpu.rs`, and the backward recomputes the
 //! probabilities rather than keeping them. The same layer took 30–37 ms (timed one after the
-//! other, not alternating; alternating in the whole step, bench/README.md). Every slice is
+//! other, not alternating; alternating in the whole step, bench/HISTORY.md). Every slice is
 //! computed the same way whichever thread runs it, so results do not depend on thread timing.
 //!
 //! The transformer blocks call [`self_attention`] on the packed q/k/v projection itself: the
 //! kernel reads each head's rows where they lie and writes the projection's gradient in one
 //! buffer, so nothing is split, copied, zero-filled or summed around the op (measured in
-//! bench/README.md, "ninth session"). [`attention`] takes q, k and v apart (the ResNet's
+//! bench/HISTORY.md, 2026-12-03). [`attention`] takes q, k and v apart (the ResNet's
 //! attention pool, one query over many keys), reads strided views in place and writes its
 //! outputs in `[b, l, h, d]` order, so the caller's `swap_dims(1, 2)` back is free.
 

@@ -1,0 +1,73 @@
+//! `dissect eval`: a trained run or checkpoint on a dataset's held-out split.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dissect_data::{DatasetManifest, PreprocessConfig};
+use dissect_train::{EvalSet, load_trained};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Run folder (its latest checkpoint) or checkpoint folder.
+    run: PathBuf,
+    /// Dataset folder whose held-out split is evaluated.
+    #[arg(long, required_unless_present = "val_data", conflicts_with = "val_data")]
+    data: Option<PathBuf>,
+    /// Held-out shards instead ('val-{0000..0009}.tar', several joined with '::').
+    #[arg(long)]
+    val_data: Option<String>,
+    /// Write the report as JSON here as well.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Compute device: cpu; tch, tch:cuda, tch:cuda:N with `--features tch` (LibTorch); cuda, cuda:N
+    /// with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Images of more pixels (width x height) than this are skipped [default: PIL's 89478485].
+    #[arg(long, default_value_t = dissect_data::DEFAULT_MAX_IMAGE_PIXELS)]
+    max_image_pixels: u64,
+}
+
+pub fn run(args: &EvalArgs) -> Result<ExitCode> {
+    let device = dissect_model::device_from_name(&args.device)?;
+    let (model, config, tokenizer) = load_trained(&args.run, &device)?;
+    let (manifest, data_dir) = match (&args.data, &args.val_data) {
+        (Some(dir), _) => (DatasetManifest::load(dir)?, dir.clone()),
+        (None, Some(shards)) => (DatasetManifest::for_shards("", shards, config.image_size() as u32), PathBuf::new()),
+        (None, None) => anyhow::bail!("--data or --val-data names the held-out pairs"),
+    };
+    let preprocess = PreprocessConfig {
+        max_image_pixels: args.max_image_pixels,
+        ..PreprocessConfig::new(config.image_size() as u32)
+    };
+    let set = EvalSet::load(&data_dir, &manifest, &tokenizer, &config, &preprocess, 2)?;
+    if let Some(warning) = set.ambiguity_warning() {
+        eprintln!("warning: {warning}");
+    }
+    let started = Instant::now();
+    let report = set.evaluate(&model, &config, &device, 0)?;
+    println!("{} held-out pairs, evaluated in {:.1} s", report.images, started.elapsed().as_secs_f64());
+    let scene = report.retrieval_scene.as_ref();
+    let directions = [("image→text", &report.retrieval.image_to_text), ("text→image", &report.retrieval.text_to_image)]
+        .into_iter()
+        .chain(scene.map(|r| ("image→text, same scene", &r.image_to_text)))
+        .chain(scene.map(|r| ("text→image, same scene", &r.text_to_image)));
+    for (name, m) in directions {
+        println!(
+            "{name}  R@1 {:.2}  R@5 {:.2}  R@10 {:.2}  mean rank {:.1}  median rank {:.1}",
+            m.r1, m.r5, m.r10, m.mean_rank, m.median_rank
+        );
+    }
+    if let Some(z) = &report.zero_shot {
+        println!("zero-shot top-1 {:.2}{}", z.top1, z.top5.map_or(String::new(), |t| format!("  top-5 {t:.2}")));
+    }
+    println!("CLIPScore matched {:.2} vs random pairs {:.2}", report.clipscore.matched, report.clipscore.random);
+    if let Some(path) = &args.json {
+        dissect_io::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
+            .with_context(|| path.display().to_string())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
