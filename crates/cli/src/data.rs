@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use dissect_data::{
     Benchmark, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_VOCAB_SIZE, GenerateOptions, MANIFEST_FILE, PackOptions, PackReport,
     PreprocessConfig, ShardSet, TestSplit, TextTokenizer, generate, inspect, pack,
@@ -14,54 +14,7 @@ pub enum DataCommand {
     /// Pack a folder of images with sidecar .txt captions (sub-folders are classes), or a CSV/TSV
     /// of image paths and captions, into a dataset folder that train, compare, eval and demo take
     /// as it is: train and held-out shards, their indices and dataset.json.
-    Pack {
-        /// Folder, .csv or .tsv file.
-        input: PathBuf,
-        /// Dataset folder to create (must not exist yet).
-        #[arg(long)]
-        out: PathBuf,
-        /// Held-out pairs, drawn at random by --seed [default: --test-fraction 0.1].
-        #[arg(long, conflicts_with_all = ["test_fraction", "test_input"])]
-        test_size: Option<usize>,
-        /// Held-out fraction of the pairs, drawn at random by --seed.
-        #[arg(long, conflicts_with = "test_input")]
-        test_fraction: Option<f64>,
-        /// A second folder or CSV/TSV for the held-out split instead of a random one.
-        #[arg(long)]
-        test_input: Option<PathBuf>,
-        /// Image side the models train at (images are stored as they are).
-        #[arg(long, default_value_t = 224)]
-        image_size: u32,
-        /// Class names, one per line, for zero-shot evaluation.
-        #[arg(long)]
-        classes: Option<PathBuf>,
-        /// Zero-shot prompt templates, one per line, {} for the class [default: "a photo of a {}."].
-        #[arg(long)]
-        templates: Option<PathBuf>,
-        /// CSV/TSV column of the image paths [default: image, filepath, path, file or filename].
-        #[arg(long)]
-        image_column: Option<String>,
-        /// CSV/TSV column of the captions [default: caption, text or title].
-        #[arg(long)]
-        caption_column: Option<String>,
-        /// CSV/TSV column of class labels (names from --classes, or 0-based indices).
-        #[arg(long)]
-        label_column: Option<String>,
-        /// Samples per shard.
-        #[arg(long, default_value_t = 10_000)]
-        shard_size: u64,
-        /// Fraction of training pairs whose captions are swapped (noisy correspondence, with
-        /// ground-truth flags); the held-out split stays clean.
-        #[arg(long, default_value_t = 0.0)]
-        noise_rate: f64,
-        /// Seed of the split and the noise.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Images of more pixels (width x height) than this are skipped and named [default:
-        /// PIL's 89478485].
-        #[arg(long, default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
-        max_image_pixels: u64,
-    },
+    Pack(PackArgs),
     /// Count samples, histogram caption lengths, find the members training would skip, and
     /// count identical images and captions (which make a held-out split ambiguous).
     Inspect {
@@ -97,28 +50,125 @@ pub enum DataCommand {
         out: PathBuf,
     },
     /// Generate a built-in benchmark (train shards with noise, clean test shards, dataset.json).
-    Generate {
-        /// noisy-shapes (generated, no download) or fashion-mnist (Debian's dataset-fashion-mnist).
-        benchmark: Benchmark,
-        /// Output directory.
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 0.2)]
-        noise_rate: f64,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Default: 20000 (noisy-shapes) or 60000 (fashion-mnist).
-        #[arg(long)]
-        train_size: Option<usize>,
-        /// Default: 1000 (noisy-shapes) or 10000 (fashion-mnist).
-        #[arg(long)]
-        test_size: Option<usize>,
-        /// Default: 32 (noisy-shapes) or 28 (fashion-mnist).
-        #[arg(long)]
-        image_size: Option<u32>,
-        #[arg(long, default_value_t = 5000)]
-        shard_size: u64,
-    },
+    Generate(GenerateArgs),
+}
+
+/// `dissect data pack`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct PackArgs {
+    /// Folder, .csv or .tsv file.
+    input: PathBuf,
+    /// Dataset folder to create (must not exist yet).
+    #[arg(long)]
+    out: PathBuf,
+    /// Held-out pairs, drawn at random by --seed [default: --test-fraction 0.1].
+    #[arg(long, conflicts_with_all = ["test_fraction", "test_input"])]
+    test_size: Option<usize>,
+    /// Held-out fraction of the pairs, drawn at random by --seed.
+    #[arg(long, conflicts_with = "test_input")]
+    test_fraction: Option<f64>,
+    /// A second folder or CSV/TSV for the held-out split instead of a random one.
+    #[arg(long)]
+    test_input: Option<PathBuf>,
+    /// Image side the models train at (images are stored as they are).
+    #[arg(long, default_value_t = 224)]
+    image_size: u32,
+    /// Class names, one per line, for zero-shot evaluation.
+    #[arg(long)]
+    classes: Option<PathBuf>,
+    /// Zero-shot prompt templates, one per line, {} for the class [default: "a photo of a {}."].
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// CSV/TSV column of the image paths [default: image, filepath, path, file or filename].
+    #[arg(long)]
+    image_column: Option<String>,
+    /// CSV/TSV column of the captions [default: caption, text or title].
+    #[arg(long)]
+    caption_column: Option<String>,
+    /// CSV/TSV column of class labels (names from --classes, or 0-based indices).
+    #[arg(long)]
+    label_column: Option<String>,
+    /// Samples per shard.
+    #[arg(long, default_value_t = 10_000)]
+    shard_size: u64,
+    /// Fraction of training pairs whose captions are swapped (noisy correspondence, with
+    /// ground-truth flags); the held-out split stays clean.
+    #[arg(long, default_value_t = 0.0)]
+    noise_rate: f64,
+    /// Seed of the split and the noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Images of more pixels (width x height) than this are skipped and named [default:
+    /// PIL's 89478485].
+    #[arg(long, default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
+    max_image_pixels: u64,
+}
+
+impl From<&PackArgs> for PackOptions {
+    fn from(args: &PackArgs) -> Self {
+        let test_split = match (args.test_size, args.test_fraction, &args.test_input) {
+            (_, _, Some(_)) => TestSplit::Input,
+            (Some(n), _, _) => TestSplit::Count(n),
+            (None, Some(f), _) => TestSplit::Fraction(f),
+            (None, None, None) => TestSplit::Fraction(0.1),
+        };
+        PackOptions {
+            input: args.input.clone(),
+            test_input: args.test_input.clone(),
+            out: args.out.clone(),
+            test_split,
+            image_size: args.image_size,
+            classes: args.classes.clone(),
+            templates: args.templates.clone(),
+            image_column: args.image_column.clone(),
+            caption_column: args.caption_column.clone(),
+            label_column: args.label_column.clone(),
+            shard_size: args.shard_size,
+            noise_rate: args.noise_rate,
+            seed: args.seed,
+            max_image_pixels: args.max_image_pixels,
+        }
+    }
+}
+
+/// `dissect data generate`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// noisy-shapes (generated, no download) or fashion-mnist (Debian's dataset-fashion-mnist).
+    benchmark: Benchmark,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 0.2)]
+    noise_rate: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Default: 20000 (noisy-shapes) or 60000 (fashion-mnist).
+    #[arg(long)]
+    train_size: Option<usize>,
+    /// Default: 1000 (noisy-shapes) or 10000 (fashion-mnist).
+    #[arg(long)]
+    test_size: Option<usize>,
+    /// Default: 32 (noisy-shapes) or 28 (fashion-mnist).
+    #[arg(long)]
+    image_size: Option<u32>,
+    #[arg(long, default_value_t = 5000)]
+    shard_size: u64,
+}
+
+impl From<&GenerateArgs> for GenerateOptions {
+    fn from(args: &GenerateArgs) -> Self {
+        GenerateOptions {
+            benchmark: args.benchmark,
+            out: args.out.clone(),
+            noise_rate: args.noise_rate,
+            seed: args.seed,
+            train_size: args.train_size,
+            test_size: args.test_size,
+            image_size: args.image_size,
+            shard_size: args.shard_size,
+        }
+    }
 }
 
 fn print_pack(report: &PackReport, out: &Path) {
@@ -149,47 +199,7 @@ fn print_pack(report: &PackReport, out: &Path) {
 /// Runs a data subcommand, printing a human summary.
 pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
-        DataCommand::Pack {
-            input,
-            out,
-            test_size,
-            test_fraction,
-            test_input,
-            image_size,
-            classes,
-            templates,
-            image_column,
-            caption_column,
-            label_column,
-            shard_size,
-            noise_rate,
-            seed,
-            max_image_pixels,
-        } => {
-            let test_split = match (test_size, test_fraction, &test_input) {
-                (_, _, Some(_)) => TestSplit::Input,
-                (Some(n), _, _) => TestSplit::Count(n),
-                (None, Some(f), _) => TestSplit::Fraction(f),
-                (None, None, None) => TestSplit::Fraction(0.1),
-            };
-            let options = PackOptions {
-                input,
-                test_input,
-                out: out.clone(),
-                test_split,
-                image_size,
-                classes,
-                templates,
-                image_column,
-                caption_column,
-                label_column,
-                shard_size,
-                noise_rate,
-                seed,
-                max_image_pixels,
-            };
-            print_pack(&pack(&options)?, &out);
-        }
+        DataCommand::Pack(args) => print_pack(&pack(&PackOptions::from(&args))?, &args.out),
         DataCommand::Inspect { shards, image_size, max_image_pixels } => {
             let set = ShardSet::from_pattern(&shards.join("::"))?;
             let preprocess = PreprocessConfig { max_image_pixels, ..PreprocessConfig::new(image_size) };
@@ -213,18 +223,10 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             tok.save(&out)?;
             println!("built CLIP's {}-token BPE from {}: {}", tok.vocab_size(), bpe.display(), out.display());
         }
-        DataCommand::Generate { benchmark, out, noise_rate, seed, train_size, test_size, image_size, shard_size } => {
+        DataCommand::Generate(args) => {
             let start = std::time::Instant::now();
-            let opts = GenerateOptions {
-                benchmark,
-                out: out.clone(),
-                noise_rate,
-                seed,
-                train_size,
-                test_size,
-                image_size,
-                shard_size,
-            };
+            let out = args.out.clone();
+            let opts = GenerateOptions::from(&args);
             let m = generate(&opts)?;
             println!(
                 "generated {} in {:.1}s: {} train ({} noisy, rate {}) + {} test, {}x{} images, {} classes",

@@ -164,6 +164,47 @@ mod tests {
         options: TrainOptions,
     }
 
+    /// Every flag that takes no path made by the test, with a value unlike its default.
+    const FLAGS_AFTER_INIT: [&str; 37] = [
+        "--tokenizer",
+        "t.json",
+        "--model",
+        "micro",
+        "--epochs",
+        "5",
+        "--seed",
+        "7",
+        "--checkpoint-every",
+        "9",
+        "--reference",
+        "ref",
+        "--max-steps",
+        "11",
+        "--records",
+        "csv",
+        "--device",
+        "cpu",
+        "--ranks",
+        "2",
+        "--mapped-scores",
+        "--lr",
+        "0.01",
+        "--warmup-steps",
+        "3",
+        "--weight-decay",
+        "0.05",
+        "--max-grad-norm",
+        "2",
+        "--rate",
+        "0.5",
+        "--warmup-epochs",
+        "4",
+        "--momentum",
+        "0.8",
+        "--warmup-rows",
+        "all",
+    ];
+
     #[test]
     fn every_flag_reaches_its_config_field() {
         let dir = tempfile::tempdir().unwrap();
@@ -174,7 +215,7 @@ mod tests {
         let init = dir.path().join("earlier-run");
         std::fs::create_dir(&init).unwrap();
         let init = init.to_string_lossy().into_owned();
-        let args = [
+        let mut args = vec![
             "x",
             "--config",
             &file,
@@ -190,44 +231,8 @@ mod tests {
             "4096",
             "--init",
             &init,
-            "--tokenizer",
-            "t.json",
-            "--model",
-            "micro",
-            "--epochs",
-            "5",
-            "--seed",
-            "7",
-            "--checkpoint-every",
-            "9",
-            "--reference",
-            "ref",
-            "--max-steps",
-            "11",
-            "--records",
-            "csv",
-            "--device",
-            "cpu",
-            "--ranks",
-            "2",
-            "--mapped-scores",
-            "--lr",
-            "0.01",
-            "--warmup-steps",
-            "3",
-            "--weight-decay",
-            "0.05",
-            "--max-grad-norm",
-            "2",
-            "--rate",
-            "0.5",
-            "--warmup-epochs",
-            "4",
-            "--momentum",
-            "0.8",
-            "--warmup-rows",
-            "all",
         ];
+        args.extend_from_slice(&FLAGS_AFTER_INIT);
         let config = Cli::parse_from(args).options.resolve(toml::Table::new()).unwrap();
         assert_eq!((config.data.to_str(), config.model.as_str(), config.epochs), (Some("d"), "micro", 5));
         assert_eq!(config.train_data.as_deref(), Some("a/{0..1}.tar::b c/x.tar"));

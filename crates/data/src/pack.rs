@@ -15,9 +15,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::benchmarks::{DatasetManifest, HeadlineMetric};
 use crate::decode::{DEFAULT_MAX_IMAGE_PIXELS, decode};
 use crate::error::{DataError, Result};
+use crate::manifest::{DatasetManifest, HeadlineMetric};
 use crate::noise::inject_noise;
 use crate::shard::{IMAGE_EXTS, SampleMeta, SampleOut, ShardWriter};
 

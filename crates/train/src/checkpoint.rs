@@ -1,13 +1,18 @@
 //! Checkpoints: one folder per checkpoint, written in full under a temporary name and then
 //! renamed, so a crash at any point leaves the previous checkpoint intact and `latest`
-//! naming a complete one.
+//! naming a complete one; and a trained model loaded back from a run or checkpoint folder.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use dissect_data::TextTokenizer;
+use dissect_model::burn::tensor::Device;
+use dissect_model::{Clip, ClipConfig, model_from_bytes};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::files::RunFiles;
 use crate::metrics::{EpochAccumulator, EpochSummary};
 
 /// Model weights (Burn record).
@@ -170,4 +175,42 @@ pub fn read_file(dir: &Path, name: &str) -> Result<Vec<u8>> {
 /// The `trainer.json` layout version this build writes.
 pub fn trainer_format_version() -> u32 {
     FORMAT_VERSION
+}
+
+/// Loads a trained model (for evaluation or as an oracle reference) from a run folder (its
+/// latest checkpoint) or a checkpoint folder, on `device`, with its tokenizer.
+pub fn load_trained(path: &Path, device: &Device) -> Result<(Clip, ClipConfig, Arc<TextTokenizer>)> {
+    let (config, run) = load_model_config(path)?;
+    let checkpoint = if path.join(MODEL_FILE).is_file() {
+        path.to_path_buf()
+    } else {
+        latest_checkpoint(&run)?.ok_or_else(|| TrainError::Checkpoint {
+            path: run.clone(),
+            message: "the run has no checkpoint yet".into(),
+        })?
+    };
+    let model = Clip::new(&config, 0, device)?;
+    let model = model_from_bytes(model, &read_file(&checkpoint, MODEL_FILE)?)?;
+    let tokenizer = Arc::new(TextTokenizer::load(&RunFiles::new(&run).tokenizer())?);
+    Ok((model, config, tokenizer))
+}
+
+/// The model config of a run folder or of a checkpoint folder inside one, and the run folder.
+pub fn load_model_config(run_or_checkpoint: &Path) -> Result<(ClipConfig, PathBuf)> {
+    // A checkpoint folder lives in <run>/checkpoints/<step>; accept either.
+    let run = if RunFiles::new(run_or_checkpoint).model_config().is_file() {
+        run_or_checkpoint.to_path_buf()
+    } else {
+        run_or_checkpoint.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+    };
+    let path = RunFiles::new(&run).model_config();
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let config = ClipConfig::from_toml_str(&text).map_err(|e| {
+        // Runs written before the per-tower layout (checkpoint format 2) have a flat model.toml.
+        TrainError::Checkpoint {
+            path: path.clone(),
+            message: format!("{e} (a run from an older dissect cannot be read)"),
+        }
+    })?;
+    Ok((config, run))
 }

@@ -127,9 +127,7 @@ pub fn strategy_result(
     noise_from_epoch: u32,
     headline: HeadlineMetric,
 ) -> Result<StrategyResult> {
-    let eval = outcome
-        .final_eval()
-        .ok_or_else(|| TrainError::Config(format!("run {} has no evaluation to compare", outcome.run_dir.display())))?;
+    let eval = outcome.final_eval().ok_or_else(|| TrainError::NoEvaluation(outcome.run_dir.clone()))?;
     let (selected_noise, data_noise) = mean_selected_noise(outcome, noise_from_epoch);
     Ok(StrategyResult {
         strategy: outcome.strategy,
@@ -204,7 +202,7 @@ pub fn compare(
     let table_json = out.join("table.json");
     write_atomic(&table_md, markdown.as_bytes())?;
     let json = serde_json::to_string_pretty(&summaries)
-        .map_err(|e| TrainError::Config(format!("writing {}: {e}", table_json.display())))?;
+        .map_err(|source| TrainError::Json { path: table_json.clone(), source })?;
     write_atomic(&table_json, json.as_bytes())?;
     let (mut results, mut plots, mut outcomes) = (Vec::new(), band_plots, Vec::new());
     for seed in per_seed {

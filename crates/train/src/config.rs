@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use dissect_select::{RecordFormat, SelectError, SelectionConfig};
 use serde::{Deserialize, Serialize};
 
+use dissect_model::{ClipConfig, OpenClipConfig};
+
 use crate::error::{Result, TrainError};
 
 /// Everything a training run is defined by. `dissect train --config run.toml` reads it; the
@@ -178,7 +180,7 @@ impl TrainConfig {
         self.validate_optim()?;
         self.validate_selection()?;
         if self.model.ends_with(".json") {
-            crate::setup::open_clip_config(Path::new(&self.model))?;
+            open_clip_config(Path::new(&self.model))?;
         } else {
             dissect_model::ClipConfig::preset(&self.model).map_err(|e| bad("model", e.to_string()))?;
         }
@@ -362,6 +364,13 @@ mod records_setting {
             other => Err(serde::de::Error::custom(format!("expected dsv, csv or none, got '{other}'"))),
         }
     }
+}
+
+/// Our config of an open_clip model-config JSON file.
+pub(crate) fn open_clip_config(path: &Path) -> Result<ClipConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let parsed = OpenClipConfig::from_json(&text).and_then(|c| c.to_clip_config());
+    parsed.map_err(|e| TrainError::Config(format!("model: {}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -46,6 +46,26 @@ pub enum TrainError {
         /// Which checkpoint to continue from.
         last_good: String,
     },
+    /// A run object used again after one of its steps failed (its model is gone).
+    #[error("the run stopped after a failed step; open it again from its last checkpoint")]
+    StoppedAfterFailure,
+    /// A run to compare has no held-out evaluation.
+    #[error("run {0} has no evaluation to compare")]
+    NoEvaluation(PathBuf),
+    /// A held-out split without one usable pair.
+    #[error("the held-out split of {0} has no usable pair")]
+    EmptyHeldOut(PathBuf),
+    /// An `auto` warm-up that cannot be judged: an epoch without a mean CLIPScore.
+    #[error("selection.warmup_epochs = auto needs the mean CLIPScore of every epoch, but epoch {0} has none")]
+    NoScoresToJudgeWarmup(u32),
+    /// A report (JSON) could not be written out.
+    #[error("writing {path}: {source}")]
+    Json {
+        /// The file it was for.
+        path: PathBuf,
+        /// What serde_json said.
+        source: serde_json::Error,
+    },
     /// The loss or the gradient norm became NaN or infinite; the last good checkpoint stays.
     #[error("training stopped at epoch {epoch}, step {step}: {message}. {checkpoint}")]
     Diverged {

@@ -50,7 +50,7 @@ impl EvalSet {
         let set = manifest.test_set(data_dir)?;
         let (samples, _stats) = load_all(&set, preprocess, threads)?;
         if samples.is_empty() {
-            return Err(TrainError::Config(format!("the test split of {} is empty", data_dir.display())));
+            return Err(TrainError::EmptyHeldOut(data_dir.to_path_buf()));
         }
         let image_len = samples[0].image.len();
         let images: Vec<f32> = samples.iter().flat_map(|s| s.image.iter().copied()).collect();

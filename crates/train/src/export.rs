@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use dissect_model::burn::tensor::Device;
 use dissect_model::{ClipBatch, HostTensor, OpenClipConfig, TensorFile, to_open_clip};
 
+use crate::checkpoint::load_trained;
 use crate::checkpoint::write_atomic;
 use crate::error::{Result, TrainError};
-use crate::trainer::load_trained;
 
 /// The state dict under open_clip's names.
 pub const OPEN_CLIP_WEIGHTS_FILE: &str = "open_clip_model.safetensors";

@@ -9,27 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
-use crate::metrics::EpochSummary;
-
-/// Seconds one step spent in each part.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct StepTimes {
-    /// Waiting for the loader.
-    pub data: f64,
-    /// The scoring pass (and reference scores for the oracle strategies).
-    pub scoring: f64,
-    /// The selection core.
-    pub selection: f64,
-    /// Forward + backward on the kept rows and the optimiser step.
-    pub training: f64,
-}
-
-impl StepTimes {
-    /// The whole step.
-    pub fn total(&self) -> f64 {
-        self.data + self.scoring + self.selection + self.training
-    }
-}
+use crate::metrics::{EpochSummary, StepTimes};
 
 /// What one optimiser step did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,11 +1,45 @@
 //! Per-epoch accounting: what was selected, how noisy it was, how scores moved.
 
-use dissect_data::LoadStats;
+use dissect_data::{Batch, LoadStats};
 use dissect_eval::{
     EpochHistogram, EpochScoreSummary, EvalReport, Histogram, NoiseDetection, Visit, noise_detection, summarize_scores,
 };
-use dissect_select::AutoWarmupEnd;
+use dissect_select::{AutoWarmupEnd, Selection};
 use serde::{Deserialize, Serialize};
+
+/// Seconds one step spent in each part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepTimes {
+    /// Waiting for the loader.
+    pub data: f64,
+    /// The scoring pass (and reference scores for the oracle strategies).
+    pub scoring: f64,
+    /// The selection core.
+    pub selection: f64,
+    /// Forward + backward on the kept rows and the optimiser step.
+    pub training: f64,
+}
+
+impl StepTimes {
+    /// The whole step.
+    pub fn total(&self) -> f64 {
+        self.data + self.scoring + self.selection + self.training
+    }
+}
+
+/// One trained step as an epoch's statistics see it.
+pub(crate) struct StepRecord<'a> {
+    /// The batch as the loader delivered it.
+    pub batch: &'a Batch,
+    /// Every rank's selection, in rank order (which is batch row order).
+    pub selections: &'a [Selection],
+    /// The raw CLIPScore of every row, when the step had a scoring pass.
+    pub raw_scores: Option<Vec<f32>>,
+    /// The step's loss.
+    pub loss: f32,
+    /// Where the step's time went.
+    pub time: StepTimes,
+}
 
 /// Raw material of one epoch, kept until the epoch ends (and in checkpoints mid-epoch).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -44,6 +78,26 @@ pub struct EpochAccumulator {
 }
 
 impl EpochAccumulator {
+    /// Counts one trained step: its rows, loss, time and every visit. The epoch's score
+    /// statistics take the raw CLIPScore for every strategy (a DISSect record holds it clamped
+    /// at 0), so they are the same quantity whichever strategy ran.
+    pub(crate) fn add_step(&mut self, step: &StepRecord<'_>) {
+        self.steps += 1;
+        self.samples_seen += step.batch.len() as u64;
+        self.samples_trained += step.selections.iter().map(|s| s.positions.len() as u64).sum::<u64>();
+        self.loss_sum += f64::from(step.loss);
+        self.time_data_s += step.time.data;
+        self.time_scoring_s += step.time.scoring;
+        self.time_selection_s += step.time.selection;
+        self.time_training_s += step.time.training;
+        self.corrupt_images += step.batch.corrupt_images;
+        let visits = step.selections.iter().flat_map(|s| &s.records);
+        for (row, (record, noisy)) in visits.zip(&step.batch.noisy).enumerate() {
+            let score = step.raw_scores.as_ref().and_then(|r| r.get(row).copied()).unwrap_or(record.curr);
+            self.add_visit(*noisy, record.selected, record.rank_key, score);
+        }
+    }
+
     /// Counts one sample visit: its ground-truth flag (if known), whether it was kept, its
     /// ranking key and its CLIPScore (NaN when the step had no scoring pass).
     pub fn add_visit(&mut self, noisy: Option<bool>, selected: bool, rank_key: f32, curr: f32) {

@@ -1,29 +1,24 @@
 //! The pieces [`crate::Run::open`] assembles, each from the config and, when resuming, the
 //! latest checkpoint.
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dissect_data::{Batch, DatasetManifest, Loader, LoaderConfig, PreprocessConfig, ShardSet, TextTokenizer};
+use dissect_data::{DatasetManifest, Loader, LoaderConfig, PreprocessConfig, ShardSet, TextTokenizer};
 use dissect_model::burn::tensor::Device;
-use dissect_model::{
-    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, OpenClipConfig, TensorFile, load_open_clip,
-    model_from_bytes,
-};
-use dissect_select::{RecordWriter, ScoreState, Selector, Strategy};
+use dissect_model::{AdamWSettings, Clip, ClipConfig, ClipOptimizer, TensorFile, load_open_clip, model_from_bytes};
+use dissect_select::{RecordWriter, ScoreState, Selector};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::checkpoint::{
-    MODEL_FILE, OPTIMIZER_FILE, SELECTION_FILE, TRAINER_FILE, TrainerState, latest_checkpoint, read_file,
-    read_trainer_state, trainer_format_version, write_atomic,
+    MODEL_FILE, OPTIMIZER_FILE, SELECTION_FILE, TRAINER_FILE, TrainerState, latest_checkpoint, load_model_config,
+    read_file, read_trainer_state, trainer_format_version, write_atomic,
 };
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, open_clip_config};
 use crate::error::{Result, TrainError};
 use crate::files::RunFiles;
 use crate::log::open_truncated;
-use crate::trainer::load_trained;
 
 /// Checks the run folder and writes the config into it. Returns the checkpoint to continue
 /// from: the latest one with `resume` (after checking the saved config allows it), none for
@@ -90,7 +85,7 @@ pub(crate) fn tokenizer(
 /// The run folder `init` names (a dissect run or one of its checkpoints), if it names one.
 fn init_run(config: &TrainConfig) -> Option<PathBuf> {
     let init = config.init.as_deref().filter(|p| !is_safetensors(p))?;
-    crate::trainer::load_model_config(init).ok().map(|(_, run)| run)
+    load_model_config(init).ok().map(|(_, run)| run)
 }
 
 fn is_safetensors(path: &Path) -> bool {
@@ -108,7 +103,7 @@ pub(crate) fn model_config(
     tokenizer: &TextTokenizer,
 ) -> Result<ClipConfig> {
     let model_config = if let Some(run) = init_run(config) {
-        crate::trainer::load_model_config(&run)?.0
+        load_model_config(&run)?.0
     } else if config.model.ends_with(".json") {
         let config = open_clip_config(Path::new(&config.model))?;
         if config.text.vocab_size < tokenizer.vocab_size() {
@@ -128,13 +123,6 @@ pub(crate) fn model_config(
     model_config.validate().map_err(|e| TrainError::Config(format!("model for this dataset: {e}")))?;
     write_atomic(&files.model_config(), model_config.to_toml_string()?.as_bytes())?;
     Ok(model_config)
-}
-
-/// Our config of an open_clip model-config JSON file.
-pub(crate) fn open_clip_config(path: &Path) -> Result<ClipConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-    let parsed = OpenClipConfig::from_json(&text).and_then(|c| c.to_clip_config());
-    parsed.map_err(|e| TrainError::Config(format!("model: {}: {e}", path.display())))
 }
 
 /// The model on `device`'s autodiff twin and its optimiser, both restored from `checkpoint`.
@@ -294,45 +282,4 @@ pub(crate) fn loader(
         )));
     }
     Ok((loader, preprocess))
-}
-
-/// The frozen reference model of the oracle strategies, with its own tokenizer.
-pub(crate) struct Reference {
-    model: Clip,
-    config: ClipConfig,
-    tokenizer: Arc<TextTokenizer>,
-}
-
-pub(crate) fn reference(config: &TrainConfig, device: &Device) -> Result<Option<Reference>> {
-    match (&config.reference, config.selection.strategy.is_oracle()) {
-        (Some(path), true) => {
-            let (model, config, tokenizer) = load_trained(path, device)?;
-            Ok(Some(Reference { model, config, tokenizer }))
-        }
-        _ => Ok(None),
-    }
-}
-
-impl Reference {
-    /// Scores of the batch rows `rows` (one rank's local batch: negCLIPLoss contrasts against
-    /// that rank's rows), tokenized with the reference run's own tokenizer.
-    pub(crate) fn scores(
-        &self,
-        strategy: Strategy,
-        batch: &Batch,
-        rows: &Range<usize>,
-        device: &Device,
-    ) -> Result<Vec<f32>> {
-        let captions: Vec<&str> = batch.captions[rows.clone()].iter().map(String::as_str).collect();
-        let tokens = self.tokenizer.encode_batch(&captions, self.config.text.context_length)?;
-        let per_image = batch.images.len() / batch.len();
-        let images = &batch.images[rows.start * per_image..rows.end * per_image];
-        let host = ClipBatch::from_host(&self.config, images, &tokens.ids, &tokens.eot_positions, device)?;
-        let out = self.model.forward(host.images, host.tokens, host.eot);
-        let scores = match strategy {
-            Strategy::OracleCliploss => dissect_model::neg_clip_loss(&out),
-            _ => dissect_model::clip_scores(&out.image_features, &out.text_features),
-        };
-        Ok(dissect_model::to_vec_f32(scores)?)
-    }
 }

@@ -15,24 +15,22 @@ use dissect_eval::EvalReport;
 use dissect_model::burn::module::Module;
 use dissect_model::burn::tensor::Device;
 use dissect_model::{
-    Clip, ClipBatch, ClipConfig, ClipOptimizer, ModelError, StepStats, model_from_bytes, model_to_bytes, score_batches,
-    train_step_ranks,
+    Clip, ClipBatch, ClipConfig, ClipOptimizer, ModelError, StepStats, model_to_bytes, score_batches, train_step_ranks,
 };
 use dissect_select::{AutoWarmupEnd, RecordWriter, Selection, Selector, Strategy, auto_warmup_end};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{
-    CheckpointParts, MODEL_FILE, TrainerState, latest_checkpoint, read_file, write_atomic, write_checkpoint,
-};
+use crate::checkpoint::{CheckpointParts, TrainerState, write_atomic, write_checkpoint};
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::evaluate::EvalSet;
 use crate::files::RunFiles;
-use crate::log::{LogRecord, LogWriter, StepLog, StepTimes};
-use crate::metrics::EpochSummary;
+use crate::log::{LogRecord, LogWriter, StepLog};
+use crate::metrics::{EpochSummary, StepRecord, StepTimes};
 use crate::observer::{Observer, RunStart};
 use crate::ranks::{RankScores, rank_batches, rank_slices};
+use crate::reference::{self, Reference};
 use crate::schedule::cosine_lr;
 use crate::setup;
 use crate::stop::StopSignal;
@@ -122,7 +120,7 @@ pub struct Run {
     optim: ClipOptimizer,
     selector: Selector,
     rng: ChaCha8Rng,
-    reference: Option<setup::Reference>,
+    reference: Option<Reference>,
     records: Option<RecordWriter>,
     log: LogWriter,
     state: TrainerState,
@@ -154,7 +152,7 @@ impl Run {
         let log = LogWriter::open(&files.log(), if fresh { 0 } else { state.log_len })?;
         let records = setup::records(config, &files, if fresh { 0 } else { state.records_len })?;
         let (loader, preprocess) = setup::loader(config, train_set, &tokenizer, &model_config)?;
-        let reference = setup::reference(config, &devices[0])?;
+        let reference = reference::reference(config, &devices[0])?;
         let total_steps = loader.batches_per_epoch() * u64::from(config.epochs);
         let mut run = Run {
             config: config.clone(),
@@ -274,7 +272,17 @@ impl Run {
         let training = clock.elapsed().as_secs_f64();
 
         let time = StepTimes { data: time_data, scoring, selection, training };
-        let log = self.account(batch, &selections, &scores, trained, lr, time)?;
+        let (stats, trained_rows) = trained;
+        let raw_scores =
+            scores.current.as_ref().map(|ranks| ranks.iter().flat_map(|r| r.clip_scores.iter().copied()).collect());
+        let step = StepRecord { batch, selections: &selections, raw_scores, loss: stats.loss, time };
+        self.state.epoch_accumulator.add_step(&step);
+        if let Some(writer) = self.records.as_mut() {
+            for selection in &selections {
+                writer.write(&selection.records)?;
+            }
+        }
+        let log = self.step_log(&step, stats.grad_norm, trained_rows, lr)?;
         self.state.train_time_s += started.elapsed().as_secs_f64() + time_data;
         Ok(log)
     }
@@ -343,59 +351,24 @@ impl Run {
         }
     }
 
-    /// Adds the step to the epoch's accumulator and the visit records, writes its log line
-    /// and advances the position.
-    fn account(
-        &mut self,
-        batch: &Batch,
-        selections: &[Selection],
-        scores: &RankScores,
-        (stats, trained_rows): (StepStats, usize),
-        lr: f64,
-        time: StepTimes,
-    ) -> Result<StepLog> {
-        let selected: usize = selections.iter().map(|s| s.positions.len()).sum();
-        let acc = &mut self.state.epoch_accumulator;
-        acc.steps += 1;
-        acc.samples_seen += batch.len() as u64;
-        acc.samples_trained += selected as u64;
-        acc.loss_sum += f64::from(stats.loss);
-        acc.time_data_s += time.data;
-        acc.time_scoring_s += time.scoring;
-        acc.time_selection_s += time.selection;
-        acc.time_training_s += time.training;
-        acc.corrupt_images += batch.corrupt_images;
-        // Records and rank scores come in rank order, which is batch row order. The epoch's
-        // score statistics take the raw CLIPScore for every strategy (a DISSect record holds it
-        // clamped at 0), so they are the same quantity whichever strategy ran.
-        let raw: Option<Vec<f32>> =
-            scores.current.as_ref().map(|ranks| ranks.iter().flat_map(|r| r.clip_scores.iter().copied()).collect());
-        let visits = selections.iter().flat_map(|s| &s.records);
-        for (row, (record, noisy)) in visits.zip(&batch.noisy).enumerate() {
-            let score = raw.as_ref().and_then(|r| r.get(row).copied()).unwrap_or(record.curr);
-            acc.add_visit(*noisy, record.selected, record.rank_key, score);
-        }
-        if let Some(writer) = self.records.as_mut() {
-            for selection in selections {
-                writer.write(&selection.records)?;
-            }
-        }
+    /// Writes the step's log line and advances the position past its batch.
+    fn step_log(&mut self, step: &StepRecord<'_>, grad_norm: f32, trained_rows: usize, lr: f64) -> Result<StepLog> {
         let log = StepLog {
             epoch: self.state.epoch,
             step: self.state.step,
-            loss: stats.loss,
+            loss: step.loss,
             lr,
             logit_scale: self.model()?.logit_scale_value(),
-            grad_norm: stats.grad_norm,
-            batch: batch.len(),
-            selected,
+            grad_norm,
+            batch: step.batch.len(),
+            selected: step.selections.iter().map(|s| s.positions.len()).sum(),
             trained_rows,
-            drew_at_random: selections.iter().any(|s| s.drew_at_random),
-            time,
+            drew_at_random: step.selections.iter().any(|s| s.drew_at_random),
+            time: step.time,
         };
         self.log.write(&LogRecord::Step(log.clone()))?;
         self.state.step += 1;
-        self.state.next_batch = batch.batch_number + 1;
+        self.state.next_batch = step.batch.batch_number + 1;
         Ok(log)
     }
 
@@ -433,10 +406,7 @@ impl Run {
         }
         let means = self.state.history.iter().chain([summary]).map(|e| e.mean_score).collect::<Option<Vec<f64>>>();
         let Some(means) = means else {
-            return Err(TrainError::Config(format!(
-                "selection.warmup_epochs = auto needs the mean CLIPScore of every epoch, but epoch {} has none",
-                summary.epoch
-            )));
+            return Err(TrainError::NoScoresToJudgeWarmup(summary.epoch));
         };
         let end = auto_warmup_end(&means, self.config.epochs);
         if let Some(end) = end {
@@ -521,8 +491,8 @@ impl Run {
             std::fs::remove_file(&path).map_err(|e| TrainError::io(&path, e))?;
         }
         let summary = self.files.summary();
-        let bytes = serde_json::to_vec_pretty(&outcome)
-            .map_err(|e| TrainError::Checkpoint { path: summary.clone(), message: e.to_string() })?;
+        let bytes =
+            serde_json::to_vec_pretty(&outcome).map_err(|source| TrainError::Json { path: summary.clone(), source })?;
         write_atomic(&summary, &bytes)?;
         Ok(outcome)
     }
@@ -533,40 +503,5 @@ impl Run {
 }
 
 fn stopped_after_failure() -> TrainError {
-    TrainError::Config("the run stopped after a failed step; open it again from its last checkpoint".into())
-}
-
-/// Loads a trained model (for evaluation or as an oracle reference) from a run folder (its
-/// latest checkpoint) or a checkpoint folder, on `device`, with its tokenizer.
-pub fn load_trained(path: &Path, device: &Device) -> Result<(Clip, ClipConfig, Arc<TextTokenizer>)> {
-    let (config, run) = load_model_config(path)?;
-    let checkpoint = if path.join(MODEL_FILE).is_file() {
-        path.to_path_buf()
-    } else {
-        latest_checkpoint(&run)?.ok_or_else(|| TrainError::Checkpoint {
-            path: run.clone(),
-            message: "the run has no checkpoint yet".into(),
-        })?
-    };
-    let model = Clip::new(&config, 0, device)?;
-    let model = model_from_bytes(model, &read_file(&checkpoint, MODEL_FILE)?)?;
-    let tokenizer = Arc::new(TextTokenizer::load(&RunFiles::new(&run).tokenizer())?);
-    Ok((model, config, tokenizer))
-}
-
-/// The model config of a run folder or of a checkpoint folder inside one, and the run folder.
-pub fn load_model_config(run_or_checkpoint: &Path) -> Result<(ClipConfig, PathBuf)> {
-    // A checkpoint folder lives in <run>/checkpoints/<step>; accept either.
-    let run = if RunFiles::new(run_or_checkpoint).model_config().is_file() {
-        run_or_checkpoint.to_path_buf()
-    } else {
-        run_or_checkpoint.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
-    };
-    let path = RunFiles::new(&run).model_config();
-    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-    let config = ClipConfig::from_toml_str(&text).map_err(|e| {
-        // Runs written before the per-tower layout (checkpoint format 2) have a flat model.toml.
-        TrainError::Config(format!("{}: {e} (a run from an older dissect cannot be read)", path.display()))
-    })?;
-    Ok((config, run))
+    TrainError::StoppedAfterFailure
 }

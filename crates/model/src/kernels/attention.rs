@@ -32,12 +32,12 @@ use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_autodiff::ops::{Backward, Ops};
 use rayon::prelude::*;
 
 use burn_flex::FlexTensor;
 
-use super::cpu::{exp_nonpositive_f32, f32_tensor, register_gradients, uses_fused_ops};
+use super::cpu::{exp_nonpositive_f32, f32_tensor, forward_node, register_gradients, uses_fused_ops};
 
 /// Scaled dot-product attention of `[b, h, l_q, d]` queries over `[b, h, l_k, d]` keys and
 /// values, scaled by `1 / sqrt(d)`; `causal` masks every query's view of later keys (query `i`
@@ -608,16 +608,8 @@ impl<B: Backend + FastAttentionOps, C: CheckpointStrategy> FastAttentionOps for 
             }
         }
 
-        let (q, q_guard) = q.into_parts();
-        let (k, k_guard) = k.into_parts();
-        let (v, v_guard) = v.into_parts();
-        match FastAttention.prepare::<C>([q_guard, k_guard, v_guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let out = B::fast_attention(q.clone(), k.clone(), v.clone(), causal);
-                prep.finish((q, k, v, causal), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::fast_attention(q, k, v, causal)),
-        }
+        let forward = |[q, k, v]: [FloatTensor<B>; 3]| (B::fast_attention(q, k, v, causal), ());
+        forward_node::<B, C, _, _, 3>(FastAttention, [q, k, v], forward, |[q, k, v]| (q, k, v, causal)).0
     }
 
     fn fast_attention_backward(
@@ -653,14 +645,8 @@ impl<B: Backend + FastAttentionOps, C: CheckpointStrategy> FastAttentionOps for 
             }
         }
 
-        let (qkv, guard) = qkv.into_parts();
-        match FastSelfAttention.prepare::<C>([guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let out = B::fast_self_attention(qkv.clone(), heads, causal);
-                prep.finish((qkv, heads, causal), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::fast_self_attention(qkv, heads, causal)),
-        }
+        let forward = |[qkv]: [FloatTensor<B>; 1]| (B::fast_self_attention(qkv, heads, causal), ());
+        forward_node::<B, C, _, _, 1>(FastSelfAttention, [qkv], forward, |[qkv]| (qkv, heads, causal)).0
     }
 
     fn fast_self_attention_backward(

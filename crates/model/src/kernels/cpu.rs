@@ -1,12 +1,14 @@
 //! Pieces shared by the kernels (`gelu.rs`, `norm.rs`, `attention.rs`, `native.rs`): which
 //! tensors take them, moving `flex` tensors to and from plain `f32` slices, an `exp` that
-//! vectorises, and the backward step of a node whose gradients come from one function.
+//! vectorises, and the forward and backward steps of a node with its own backward.
 
 use burn::backend::Backend;
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
+use burn_autodiff::Autodiff;
+use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::Ops;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 
 /// Whether `x` takes the fused CPU kernels: an `f32` tensor on `flex`, with or without autodiff.
@@ -29,6 +31,38 @@ pub(crate) fn on_libtorch<const D: usize>(x: &Tensor<D>) -> bool {
 #[cfg(not(feature = "tch"))]
 pub(crate) fn on_libtorch<const D: usize>(_x: &Tensor<D>) -> bool {
     false
+}
+
+/// The forward step of a node with `N` inputs and its own backward (`node`), in Burn's
+/// protocol: the inputs' guards prepare the node; `forward` computes on the inner tensors and
+/// returns the output that carries gradients and anything else it computes (BatchNorm's
+/// statistics leave as constants); when an input tracks a gradient, `state` picks from the
+/// inputs what the backward keeps.
+pub(crate) fn forward_node<B, C, T, E, const N: usize>(
+    node: T,
+    inputs: [FloatTensor<Autodiff<B, C>>; N],
+    forward: impl FnOnce([FloatTensor<B>; N]) -> (FloatTensor<B>, E),
+    state: impl FnOnce([FloatTensor<B>; N]) -> T::State,
+) -> (FloatTensor<Autodiff<B, C>>, E)
+where
+    B: Backend,
+    C: CheckpointStrategy,
+    T: Backward<B, N>,
+{
+    // A clone of an inner tensor shares its buffer; the guards keep the inputs' nodes alive
+    // until the output is registered.
+    let primitives = inputs.each_ref().map(|t| t.primitive().clone());
+    let guards = inputs.map(|t| t.into_parts().1);
+    match node.prepare::<C>(guards).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (output, extra) = forward(primitives.clone());
+            (prep.finish(state(primitives), output), extra)
+        }
+        OpsKind::UnTracked(prep) => {
+            let (output, extra) = forward(primitives);
+            (prep.finish(output), extra)
+        }
+    }
 }
 
 /// The backward step of a node with `N` inputs whose gradients one function computes together

@@ -16,11 +16,11 @@ use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn_autodiff::ops::{Backward, Ops, unary};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::cpu::{F32Values, exp_nonpositive_f32, f32_tensor, uses_fused_ops};
+use super::cpu::{F32Values, exp_nonpositive_f32, f32_tensor, forward_node, uses_fused_ops};
 
 /// GELU and its backward as one backend extension: implemented for `flex` and, with a custom
 /// backward node, for autodiff over it.
@@ -123,11 +123,7 @@ impl<B: Backend + FastGeluOps, C: CheckpointStrategy> FastGeluOps for Autodiff<B
             }
         }
 
-        let (input, guard) = x.into_parts();
-        match FastGelu.prepare::<C>([guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(input.clone(), B::fast_gelu(input)),
-            OpsKind::UnTracked(prep) => prep.finish(B::fast_gelu(input)),
-        }
+        forward_node::<B, C, _, _, 1>(FastGelu, [x], |[x]| (B::fast_gelu(x), ()), |[x]| x).0
     }
 
     fn fast_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -17,10 +17,10 @@ use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_autodiff::ops::{Backward, Ops};
 use rayon::prelude::*;
 
-use super::cpu::{F32Values, f32_tensor, register_gradients, uses_fused_ops};
+use super::cpu::{F32Values, f32_tensor, forward_node, register_gradients, uses_fused_ops};
 
 /// LayerNorm over the last dimension and its backward, as one backend extension.
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
@@ -209,16 +209,8 @@ impl<B: Backend + FastLayerNormOps, C: CheckpointStrategy> FastLayerNormOps for 
             }
         }
 
-        let (x, x_guard) = x.into_parts();
-        let (gamma, gamma_guard) = gamma.into_parts();
-        let (beta, beta_guard) = beta.into_parts();
-        match FastLayerNorm.prepare::<C>([x_guard, gamma_guard, beta_guard]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let out = B::fast_layer_norm(x.clone(), gamma.clone(), beta, eps);
-                prep.finish((x, gamma, eps), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::fast_layer_norm(x, gamma, beta, eps)),
-        }
+        let forward = |[x, gamma, beta]: [FloatTensor<B>; 3]| (B::fast_layer_norm(x, gamma, beta, eps), ());
+        forward_node::<B, C, _, _, 3>(FastLayerNorm, [x, gamma, beta], forward, |[x, gamma, _]| (x, gamma, eps)).0
     }
 
     fn fast_layer_norm_backward(
