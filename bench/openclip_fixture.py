@@ -10,6 +10,12 @@ those features and the running statistics that pass leaves behind. dissect's tes
 (crates/model/tests/openclip.rs) load them and must give the same numbers within 1e-4. CI
 needs no torch: the fixtures are committed.
 
+A third fixture has QuickGELU (`"quick_gelu": true`, as OpenAI's weights and open_clip's
+`-quickgelu` models); it is also written as PyTorch checkpoints the way users have them: an
+open_clip_train checkpoint (`{"epoch", "name", "state_dict"}` with DDP's `module.` prefix) and a
+plain state dict (`open_clip_pytorch_model.bin`, as models are published), so that `--init`
+is tested on both without Python.
+
 `check-export` loads a `dissect export` folder into open_clip with `load_state_dict(strict=True)`
 and compares open_clip's features with the ones dissect wrote beside the weights.
 
@@ -40,6 +46,12 @@ CONFIGS = {
         "vision_cfg": {"image_size": 64, "layers": [2, 1, 1, 1], "width": 4, "head_width": 32, "patch_size": None},
         "text_cfg": {"context_length": 16, "vocab_size": 512, "width": 32, "heads": 2, "layers": 1, "mlp_ratio": 4.0},
     },
+    "openclip_vit_quickgelu.safetensors": {
+        "embed_dim": 32,
+        "quick_gelu": True,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "mlp_ratio": 4.0, "patch_size": 8},
+        "text_cfg": {"context_length": 16, "vocab_size": 512, "width": 64, "heads": 2, "layers": 2, "mlp_ratio": 4.0},
+    },
 }
 
 
@@ -49,7 +61,7 @@ def build(config, seed=0):
         embed_dim=config["embed_dim"],
         vision_cfg=open_clip.model.CLIPVisionCfg(**config["vision_cfg"]),
         text_cfg=open_clip.model.CLIPTextCfg(**config["text_cfg"]),
-        quick_gelu=False,
+        quick_gelu=config.get("quick_gelu", False),
     )
     # open_clip zero-initialises nothing that matters here, but its projections start at the
     # same scale for every row; perturb every parameter so that a transposed or misnamed
@@ -81,9 +93,22 @@ def inputs(config, rows=4, seed=1):
     return images, tokens, eot
 
 
-def make(folder):
+def make(folder, only=None):
     for name, config in CONFIGS.items():
-        make_one(folder / name, config)
+        if only is None or name in only:
+            make_one(folder / name, config)
+            if config.get("quick_gelu"):
+                write_pytorch_checkpoints(folder, name, config)
+
+
+def write_pytorch_checkpoints(folder, name, config):
+    """The same weights as PyTorch files: a training checkpoint and a bare state dict."""
+    state = {k: v for k, v in build(config).state_dict().items() if not k.endswith("num_batches_tracked")}
+    stem = name.removesuffix(".safetensors")
+    checkpoint = {"epoch": 1, "name": "fixture", "state_dict": {f"module.{k}": v for k, v in state.items()}}
+    torch.save(checkpoint, folder / f"{stem}_epoch_1.pt")
+    torch.save(state, folder / f"{stem}_open_clip_pytorch_model.bin")
+    print(f"wrote {stem}_epoch_1.pt and {stem}_open_clip_pytorch_model.bin")
 
 
 def make_one(out, config):
@@ -139,12 +164,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     m = sub.add_parser("make")
-    m.add_argument("--out", type=Path, default=Path("crates/model/tests/fixtures"), help="folder for both fixtures")
+    m.add_argument("--out", type=Path, default=Path("crates/model/tests/fixtures"), help="folder for the fixtures")
+    m.add_argument("--only", nargs="*", help="fixture file names to write (default: all)")
     c = sub.add_parser("check-export")
     c.add_argument("folder", type=Path)
     args = p.parse_args()
     if args.command == "make":
-        make(args.out)
+        make(args.out, args.only)
     else:
         check_export(args.folder)
 

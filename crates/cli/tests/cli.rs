@@ -517,3 +517,46 @@ fn awkward_images_pack_inspect_train_and_identical_images_score_below_chance() {
     let ir_r1 = report["retrieval"]["text_to_image"]["r1"].as_f64().unwrap();
     assert!(ir_r1 <= 100.0 / 8.0, "text→image R@1 {ir_r1} is above chance on identical images");
 }
+
+/// An open_clip_train checkpoint (`epoch_1.pt`: `state_dict`, DDP's `module.` names) of a
+/// QuickGELU model starts a run at exactly its weights, without Python, and the export says
+/// `quick_gelu` so open_clip builds the same model back.
+#[test]
+fn an_open_clip_train_checkpoint_with_quick_gelu_starts_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let generate = ["data", "generate", "noisy-shapes", "--out", "ns", "--train-size", "64", "--test-size", "16"];
+    ok(&dissect(&generate, dir.path()));
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures");
+    let mut weights = dissect_model::TensorFile::read(&fixtures.join("openclip_vit_quickgelu.safetensors")).unwrap();
+    weights.take_prefix("fixture.");
+    std::fs::write(dir.path().join("oc.json"), &weights.metadata["open_clip_config"]).unwrap();
+    let checkpoint = fixtures.join("openclip_vit_quickgelu_epoch_1.pt").to_string_lossy().into_owned();
+    std::fs::write(dir.path().join("oc.toml"), "vocab_size = 512\n").unwrap();
+    let args = [
+        "train",
+        "--config",
+        "oc.toml",
+        "--data",
+        "ns",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--out",
+        "run",
+        "--model",
+        "oc.json",
+        "--init",
+        &checkpoint,
+        "--max-steps",
+        "1",
+    ];
+    ok(&dissect(&args, dir.path()));
+    ok(&dissect(&["export", "run/checkpoints/step-00000000", "--out", "start"], dir.path()));
+    let start = dissect_model::TensorFile::read(&dir.path().join("start/open_clip_model.safetensors")).unwrap();
+    assert_eq!(start.tensors, weights.tensors, "the run starts at the checkpoint's weights, bit for bit");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("start/open_clip_config.json")).unwrap()).unwrap();
+    assert_eq!(config["quick_gelu"], true);
+}

@@ -20,6 +20,11 @@ pub struct ClipConfig {
     pub vision: VisionConfig,
     /// The text tower.
     pub text: TextConfig,
+    /// QuickGELU (`x · σ(1.702 x)`) in both towers' MLPs instead of exact GELU: OpenAI's CLIP
+    /// weights and open_clip's `-quickgelu` models were trained with it (open_clip's
+    /// `quick_gelu`). The ResNet stages use ReLU either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quick_gelu: bool,
 }
 
 /// The image tower: a vision transformer or a ResNet with attention pooling.
@@ -118,22 +123,22 @@ fn vit(image_size: usize, patch_size: usize, width: usize, layers: usize, heads:
 impl ClipConfig {
     /// Smallest preset, for fast tests and demos (~0.3 M parameters).
     pub fn micro() -> Self {
-        Self { embed_dim: 64, vision: vit(16, 4, 64, 2, 2), text: small_text(64, 2, 2, 16, 512) }
+        Self { embed_dim: 64, vision: vit(16, 4, 64, 2, 2), text: small_text(64, 2, 2, 16, 512), quick_gelu: false }
     }
 
     /// CPU-friendly preset (~1.77 M parameters), the one the benchmarks use.
     pub fn tiny() -> Self {
-        Self { embed_dim: 128, vision: vit(32, 4, 128, 4, 4), text: small_text(128, 4, 4, 16, 1024) }
+        Self { embed_dim: 128, vision: vit(32, 4, 128, 4, 4), text: small_text(128, 4, 4, 16, 1024), quick_gelu: false }
     }
 
     /// A step up from `tiny` (64 px images, width 256, 6+6 layers).
     pub fn small() -> Self {
-        Self { embed_dim: 256, vision: vit(64, 8, 256, 6, 4), text: small_text(256, 6, 4, 32, 8192) }
+        Self { embed_dim: 256, vision: vit(64, 8, 256, 6, 4), text: small_text(256, 6, 4, 32, 8192), quick_gelu: false }
     }
 
     /// The open_clip ViT-B/32 dimensions.
     pub fn vit_b_32() -> Self {
-        Self { embed_dim: 512, vision: vit(224, 32, 768, 12, 12), text: clip_text() }
+        Self { embed_dim: 512, vision: vit(224, 32, 768, 12, 12), text: clip_text(), quick_gelu: false }
     }
 
     /// A ResNet CLIP that trains on two CPU cores: one bottleneck per stage, stem width 16
@@ -143,6 +148,7 @@ impl ClipConfig {
             embed_dim: 128,
             vision: VisionConfig::ResNet(ResNetConfig { image_size: 32, layers: [1, 1, 1, 1], width: 16, heads: 8 }),
             text: small_text(128, 4, 4, 16, 1024),
+            quick_gelu: false,
         }
     }
 
@@ -152,12 +158,18 @@ impl ClipConfig {
             embed_dim: 1024,
             vision: VisionConfig::ResNet(ResNetConfig { image_size: 224, layers: [3, 4, 6, 3], width: 64, heads: 32 }),
             text: clip_text(),
+            quick_gelu: false,
         }
     }
 
-    /// A preset by name (one of [`PRESETS`]; `_` for `-` and case are tolerated).
+    /// A preset by name (one of [`PRESETS`]; `_` for `-` and case are tolerated), with
+    /// QuickGELU when the name ends in `-quickgelu` as open_clip's do (`ViT-B-32-quickgelu`).
     pub fn preset(name: &str) -> Result<Self, ModelError> {
-        match name.to_ascii_lowercase().replace('_', "-").as_str() {
+        let lower = name.to_ascii_lowercase().replace('_', "-");
+        if let Some(base) = lower.strip_suffix("-quickgelu") {
+            return Ok(Self { quick_gelu: true, ..Self::preset(base)? });
+        }
+        match lower.as_str() {
             "micro" => Ok(Self::micro()),
             "tiny" => Ok(Self::tiny()),
             "small" => Ok(Self::small()),

@@ -7,6 +7,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use burn::tensor::activation::sigmoid;
+
 use crate::kernels::{gelu, layer_norm, self_attention};
 
 /// Seeded parameter initialiser. Burn's own RNG is global per backend, so tests running in
@@ -96,6 +98,21 @@ pub(crate) fn linear_rows(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     y.reshape([b, l, out])
 }
 
+/// A transformer block's dimensions: width, heads, the tower's depth (it scales the init)
+/// and the MLP's width ratio.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockShape {
+    pub width: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub mlp_ratio: usize,
+}
+
+/// QuickGELU, `x · σ(1.702 x)`: the sigmoid approximation of GELU OpenAI's CLIP trained with.
+pub(crate) fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    sigmoid(x.clone().mul_scalar(1.702)) * x
+}
+
 /// Pre-LayerNorm transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))` with GELU.
 #[derive(Module, Debug)]
 pub struct Block {
@@ -109,10 +126,13 @@ pub struct Block {
     pub mlp_fc: Linear,
     /// MLP projection back to the width.
     pub mlp_proj: Linear,
+    /// QuickGELU instead of exact GELU in the MLP (see `ClipConfig::quick_gelu`).
+    pub quick_gelu: bool,
 }
 
 impl Block {
-    pub(crate) fn new(init: &mut Init<'_>, width: usize, heads: usize, layers: usize, ratio: usize) -> Self {
+    pub(crate) fn new(init: &mut Init<'_>, shape: BlockShape, quick_gelu: bool) -> Self {
+        let BlockShape { width, heads, layers, mlp_ratio: ratio } = shape;
         // open_clip's text-transformer init, used for both towers.
         let w = width as f32;
         let attn_std = w.powf(-0.5);
@@ -128,13 +148,15 @@ impl Block {
             ln_2: init.layer_norm(width),
             mlp_fc: init.linear(width, ratio * width, fc_std, true),
             mlp_proj: init.linear(ratio * width, width, proj_std, true),
+            quick_gelu,
         }
     }
 
     /// `[b, l, d]` → `[b, l, d]`.
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(layer_norm(&self.ln_1, x), causal);
-        let h = gelu(linear_rows(&self.mlp_fc, layer_norm(&self.ln_2, x.clone())));
+        let h = linear_rows(&self.mlp_fc, layer_norm(&self.ln_2, x.clone()));
+        let h = if self.quick_gelu { quick_gelu(h) } else { gelu(h) };
         x + linear_rows(&self.mlp_proj, h)
     }
 }

@@ -75,10 +75,12 @@ impl Clip {
         cfg.validate()?;
         let mut init = Init::new(seed, device);
         let visual = match &cfg.vision {
-            VisionConfig::Vit(vit) => VisionTower::Vit(VisionTransformer::new(&mut init, vit, cfg.embed_dim)),
+            VisionConfig::Vit(vit) => {
+                VisionTower::Vit(VisionTransformer::new(&mut init, vit, cfg.embed_dim, cfg.quick_gelu))
+            }
             VisionConfig::ResNet(resnet) => VisionTower::ResNet(ModifiedResNet::new(&mut init, resnet, cfg.embed_dim)),
         };
-        let text = TextTransformer::new(&mut init, &cfg.text, cfg.embed_dim);
+        let text = TextTransformer::new(&mut init, &cfg.text, cfg.embed_dim, cfg.quick_gelu);
         let logit_scale =
             Param::from_tensor(Tensor::from_data(TensorData::new(vec![initial_logit_scale()], [1]), device));
         Ok(Self {

@@ -6,7 +6,7 @@ use burn::tensor::{Int, Tensor};
 
 use crate::config::TextConfig;
 use crate::kernels::layer_norm;
-use crate::layers::{Block, Init};
+use crate::layers::{Block, BlockShape, Init};
 
 /// Causal text transformer tower.
 #[derive(Module, Debug)]
@@ -24,12 +24,13 @@ pub struct TextTransformer {
 }
 
 impl TextTransformer {
-    pub(crate) fn new(init: &mut Init<'_>, cfg: &TextConfig, embed_dim: usize) -> Self {
+    pub(crate) fn new(init: &mut Init<'_>, cfg: &TextConfig, embed_dim: usize, quick_gelu: bool) -> Self {
         let w = cfg.width;
+        let shape = BlockShape { width: w, heads: cfg.heads, layers: cfg.layers, mlp_ratio: cfg.mlp_ratio };
         Self {
             token_embedding: Embedding { weight: init.normal([cfg.vocab_size, w], 0.02) },
             positional_embedding: init.normal([cfg.context_length, w], 0.01),
-            blocks: (0..cfg.layers).map(|_| Block::new(init, w, cfg.heads, cfg.layers, cfg.mlp_ratio)).collect(),
+            blocks: (0..cfg.layers).map(|_| Block::new(init, shape, quick_gelu)).collect(),
             ln_final: init.layer_norm(w),
             text_projection: init.linear(w, embed_dim, (w as f32).powf(-0.5), false),
         }

@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 
 use crate::config::VitConfig;
 use crate::kernels::layer_norm;
-use crate::layers::{Block, Init, linear_rows};
+use crate::layers::{Block, BlockShape, Init, linear_rows};
 
 /// ViT image tower (open_clip's `VisionTransformer` without its optional extras).
 #[derive(Module, Debug)]
@@ -31,8 +31,9 @@ pub struct VisionTransformer {
 }
 
 impl VisionTransformer {
-    pub(crate) fn new(init: &mut Init<'_>, cfg: &VitConfig, embed_dim: usize) -> Self {
+    pub(crate) fn new(init: &mut Init<'_>, cfg: &VitConfig, embed_dim: usize, quick_gelu: bool) -> Self {
         let w = cfg.width;
+        let shape = BlockShape { width: w, heads: cfg.heads, layers: cfg.layers, mlp_ratio: cfg.mlp_ratio };
         let scale = (w as f32).powf(-0.5);
         let patch_in = cfg.channels * cfg.patch_size * cfg.patch_size;
         Self {
@@ -40,7 +41,7 @@ impl VisionTransformer {
             class_embedding: init.normal([w], scale),
             positional_embedding: init.normal([cfg.num_patches() + 1, w], scale),
             ln_pre: init.layer_norm(w),
-            blocks: (0..cfg.layers).map(|_| Block::new(init, w, cfg.heads, cfg.layers, cfg.mlp_ratio)).collect(),
+            blocks: (0..cfg.layers).map(|_| Block::new(init, shape, quick_gelu)).collect(),
             ln_post: init.layer_norm(w),
             proj: init.linear(w, embed_dim, scale, false),
             patch_size: cfg.patch_size,

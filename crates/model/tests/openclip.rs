@@ -1,7 +1,8 @@
 //! Parity with open_clip, the reference implementation: small random-initialised open_clip
 //! CLIPs (a ViT and a ModifiedResNet image tower), their weights and their features for a few
 //! inputs were written by `bench/openclip_fixture.py make` (open_clip 3.3.0); our model loads
-//! those weights under open_clip's names and must give the same features.
+//! those weights under open_clip's names and must give the same features. A third has
+//! QuickGELU, and comes as PyTorch files too (an open_clip_train checkpoint, a bare state dict).
 
 use std::path::Path;
 
@@ -12,6 +13,7 @@ use dissect_model::{
 
 const VIT: &str = "openclip_vit.safetensors";
 const RESNET: &str = "openclip_resnet.safetensors";
+const VIT_QUICK_GELU: &str = "openclip_vit_quickgelu.safetensors";
 
 fn fixture(name: &str) -> (TensorFile, std::collections::BTreeMap<String, dissect_model::HostTensor>, ClipConfig) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
@@ -47,6 +49,43 @@ fn open_clip_resnet_weights_give_open_clips_features() {
     let (_, _, config) = fixture(RESNET);
     assert!(matches!(config.vision, VisionConfig::ResNet(_)));
     features_and_round_trip(RESNET);
+}
+
+#[test]
+fn open_clip_quick_gelu_weights_give_open_clips_features() {
+    let (weights, probe, config) = fixture(VIT_QUICK_GELU);
+    assert!(config.quick_gelu, "quick_gelu: true in the fixture's model config");
+    features_and_round_trip(VIT_QUICK_GELU);
+    // The fixture tells the activations apart: the same weights with exact GELU miss it.
+    let gelu = ClipConfig { quick_gelu: false, ..config };
+    let (image, _) = features(&gelu, &weights, &probe);
+    assert!(max_abs_diff(&image, &probe["image_features"].values) > 1e-3);
+}
+
+/// The QuickGELU fixture's weights as PyTorch wrote them: an open_clip_train checkpoint
+/// (`state_dict`, `module.` names) and a bare state dict read to the same tensors.
+#[test]
+fn pytorch_checkpoints_read_as_the_same_state_dict() {
+    let (weights, _, _) = fixture(VIT_QUICK_GELU);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for file in ["openclip_vit_quickgelu_epoch_1.pt", "openclip_vit_quickgelu_open_clip_pytorch_model.bin"] {
+        let read = TensorFile::read_pytorch(&dir.join(file)).unwrap();
+        assert_eq!(read.tensors, weights.tensors, "{file}");
+    }
+    let not_torch = TensorFile::read_pytorch(&dir.join(VIT)).unwrap_err().to_string();
+    assert!(not_torch.contains(VIT) && not_torch.contains("TorchScript"), "{not_torch}");
+}
+
+fn features(
+    config: &ClipConfig,
+    weights: &TensorFile,
+    probe: &std::collections::BTreeMap<String, dissect_model::HostTensor>,
+) -> (Vec<f32>, Vec<f32>) {
+    let device = Device::flex();
+    let model = load_open_clip(Clip::new(config, 0, &device).unwrap(), weights).unwrap();
+    let batch = probe_batch(probe, config, &device);
+    let out = model.forward(batch.images, batch.tokens, batch.eot);
+    (out.image_features.try_into_vec_as::<f32>().unwrap(), out.text_features.try_into_vec_as::<f32>().unwrap())
 }
 
 fn features_and_round_trip(name: &str) {

@@ -37,7 +37,8 @@ pub struct TrainConfig {
     /// Model preset (micro, tiny, small, vit-b-32, rn-tiny, rn50), or an open_clip model-config JSON file.
     pub model: String,
     /// Start a fresh run from these weights: a dissect run or checkpoint folder (its model
-    /// config and tokenizer come along), or open_clip's state dict in a `.safetensors` file
+    /// config and tokenizer come along), or open_clip's state dict in a `.safetensors` file or a
+    /// PyTorch `.pt`/`.pth`/`.bin` (a bare state dict or an open_clip_train checkpoint)
     /// (with `model` set to its model-config JSON).
     pub init: Option<PathBuf>,
     /// A `tokenizer.json` to use instead of training a BPE on the captions.

@@ -84,12 +84,23 @@ pub(crate) fn tokenizer(
 
 /// The run folder `init` names (a dissect run or one of its checkpoints), if it names one.
 fn init_run(config: &TrainConfig) -> Option<PathBuf> {
-    let init = config.init.as_deref().filter(|p| !is_safetensors(p))?;
+    let init = config.init.as_deref().filter(|p| !is_weights_file(p))?;
     load_model_config(init).ok().map(|(_, run)| run)
 }
 
-fn is_safetensors(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "safetensors")
+/// Whether `init` names a file of open_clip weights (safetensors, or PyTorch's `.pt`, `.pth`,
+/// `.bin`) rather than a dissect run or checkpoint folder.
+fn is_weights_file(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "safetensors" | "pt" | "pth" | "bin"))
+}
+
+/// open_clip's state dict from a safetensors file or a PyTorch checkpoint.
+fn read_weights_file(path: &Path) -> Result<TensorFile> {
+    if path.extension().is_some_and(|e| e == "safetensors") {
+        Ok(TensorFile::read(path)?)
+    } else {
+        Ok(TensorFile::read_pytorch(path)?)
+    }
 }
 
 /// The model's config, saved as `model.toml`: a preset sized to the tokenizer's vocabulary
@@ -148,11 +159,11 @@ pub(crate) fn model_and_optimizer(
     Ok((model, optim))
 }
 
-/// `model` with the weights of `init`: open_clip's state dict in a `.safetensors` file, or a
-/// dissect run (its latest checkpoint) or checkpoint folder.
+/// `model` with the weights of `init`: open_clip's state dict in a safetensors or PyTorch file,
+/// or a dissect run (its latest checkpoint) or checkpoint folder.
 fn initial_weights(model: Clip, init: &Path) -> Result<Clip> {
-    if is_safetensors(init) {
-        let weights = TensorFile::read(init)?;
+    if is_weights_file(init) {
+        let weights = read_weights_file(init)?;
         return load_open_clip(model, &weights).map_err(|e| TrainError::Config(format!("init: {e}")));
     }
     let checkpoint = if init.join(MODEL_FILE).is_file() {
@@ -160,7 +171,7 @@ fn initial_weights(model: Clip, init: &Path) -> Result<Clip> {
     } else {
         latest_checkpoint(init)?.ok_or_else(|| {
             TrainError::Config(format!(
-                "init: {} is neither a run with a checkpoint nor a .safetensors file",
+                "init: {} is neither a run with a checkpoint nor a .safetensors, .pt, .pth or .bin file",
                 init.display()
             ))
         })?

@@ -113,9 +113,6 @@ impl OpenClipConfig {
 
     /// Our config of the same model.
     pub fn to_clip_config(&self) -> Result<ClipConfig, ModelError> {
-        if self.quick_gelu {
-            return Err(invalid("quick_gelu", "QuickGELU is not supported (exact GELU only)".into()));
-        }
         let t = &self.text_cfg;
         if !matches!(t.pool_type.as_deref(), None | Some("argmax") | Some("eos")) {
             return Err(invalid("text_cfg.pool_type", format!("{:?} is not supported (argmax or eos)", t.pool_type)));
@@ -128,7 +125,8 @@ impl OpenClipConfig {
             heads: t.heads,
             mlp_ratio: whole_ratio(t.mlp_ratio, "text_cfg.mlp_ratio")?,
         };
-        let config = ClipConfig { embed_dim: self.embed_dim, vision: self.vision_config()?, text };
+        let config =
+            ClipConfig { embed_dim: self.embed_dim, vision: self.vision_config()?, text, quick_gelu: self.quick_gelu };
         config.validate()?;
         Ok(config)
     }
@@ -195,7 +193,7 @@ impl OpenClipConfig {
                 pool_type: None,
                 eos_id: None,
             },
-            quick_gelu: false,
+            quick_gelu: c.quick_gelu,
         }
     }
 }
