@@ -48,6 +48,21 @@ pub struct TrainOptions {
     /// A tokenizer.json to use instead of training a BPE on the captions.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// Lock the image tower (LiT): it takes no gradient and no update; a ResNet keeps its
+    /// BatchNorm statistics.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
+    lock_image: bool,
+    /// With --lock-image, the tower's last N groups still train (open_clip's groups).
+    #[arg(long)]
+    lock_image_unlocked_groups: Option<usize>,
+    /// Lock the text tower.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
+    lock_text: bool,
+    /// With --lock-text, the tower's last N groups still train.
+    #[arg(long)]
+    lock_text_unlocked_layers: Option<usize>,
     /// Passes over the training split.
     #[arg(long)]
     epochs: Option<u32>,
@@ -101,6 +116,27 @@ struct OptimFlags {
     /// Linear learning-rate warm-up steps.
     #[arg(long)]
     warmup_steps: Option<u64>,
+    /// Schedule after the warm-up: cosine, const or const-cooldown (open_clip_train's).
+    #[arg(long)]
+    lr_scheduler: Option<String>,
+    /// Cooldown epochs at the end of const-cooldown.
+    #[arg(long)]
+    epochs_cooldown: Option<u32>,
+    /// Power of the cooldown (1: linear).
+    #[arg(long)]
+    lr_cooldown_power: Option<f64>,
+    /// Learning rate at the end of the cooldown.
+    #[arg(long)]
+    lr_cooldown_end: Option<f64>,
+    /// AdamW beta1.
+    #[arg(long)]
+    beta1: Option<f64>,
+    /// AdamW beta2.
+    #[arg(long)]
+    beta2: Option<f64>,
+    /// AdamW epsilon.
+    #[arg(long)]
+    eps: Option<f64>,
     /// AdamW weight decay.
     #[arg(long)]
     weight_decay: Option<f64>,
@@ -165,9 +201,29 @@ mod tests {
     }
 
     /// Every flag that takes no path made by the test, with a value unlike its default.
-    const FLAGS_AFTER_INIT: [&str; 37] = [
+    const FLAGS_AFTER_INIT: [&str; 57] = [
         "--tokenizer",
         "t.json",
+        "--lock-image",
+        "--lock-image-unlocked-groups",
+        "2",
+        "--lock-text",
+        "--lock-text-unlocked-layers",
+        "3",
+        "--lr-scheduler",
+        "const-cooldown",
+        "--epochs-cooldown",
+        "2",
+        "--lr-cooldown-power",
+        "2",
+        "--lr-cooldown-end",
+        "0.001",
+        "--beta1",
+        "0.8",
+        "--beta2",
+        "0.95",
+        "--eps",
+        "1e-8",
         "--model",
         "micro",
         "--epochs",
@@ -248,6 +304,10 @@ mod tests {
         assert!(config.mapped_scores);
         let o = config.optim;
         assert_eq!((o.lr, o.warmup_steps, o.weight_decay, o.max_grad_norm), (0.01, 3, 0.05, 2.0));
+        assert_eq!((o.lr_scheduler, o.epochs_cooldown), (dissect_train::LrScheduler::ConstCooldown, 2));
+        assert_eq!((o.lr_cooldown_power, o.lr_cooldown_end, o.beta1, o.beta2, o.eps), (2.0, 0.001, 0.8, 0.95, 1e-8));
+        assert_eq!((config.lock_image, config.lock_image_unlocked_groups), (true, 2));
+        assert_eq!((config.lock_text, config.lock_text_unlocked_layers), (true, 3));
         let s = config.selection;
         assert_eq!((s.rate, s.warmup_epochs, s.momentum, s.warmup_rows), (0.5, 4.into(), 0.8, WarmupRows::All));
         assert_eq!(s.strategy.name(), "clipscore", "the file's strategy stays");

@@ -7,6 +7,7 @@ mod device;
 mod error;
 mod kernels;
 mod layers;
+mod lock;
 mod loss;
 mod memory;
 mod model;
@@ -24,6 +25,7 @@ pub use config::{ClipConfig, PRESETS, ResNetConfig, TextConfig, VisionConfig, Vi
 pub use device::{device_from_name, rank_devices};
 pub use error::ModelError;
 pub use layers::{Attention, Block};
+pub use lock::TowerLock;
 pub use loss::{clip_loss, clip_scores, logits, neg_clip_loss, per_sample_loss, scalar_f32, to_vec_f32};
 pub use memory::keep_freed_memory;
 pub use model::{Clip, ClipOutput, VisionTower, initial_logit_scale, l2_normalize};

@@ -67,6 +67,9 @@ pub struct Clip {
     pub context_length: usize,
     /// Token embedding rows.
     pub vocab_size: usize,
+    /// A locked ResNet image tower's BatchNorm keeps its running statistics in training too
+    /// ([`Clip::lock`]).
+    pub image_stats_frozen: bool,
 }
 
 impl Clip {
@@ -91,6 +94,7 @@ impl Clip {
             channels: cfg.channels(),
             context_length: cfg.text.context_length,
             vocab_size: cfg.text.vocab_size,
+            image_stats_frozen: false,
         })
     }
 
@@ -144,6 +148,9 @@ impl Clip {
         let VisionTower::ResNet(resnet) = &self.visual else {
             return (self.forward(images, tokens, eot), Vec::new());
         };
+        if self.image_stats_frozen {
+            return (self.forward(images, tokens, eot), Vec::new());
+        }
         let mut mode = NormMode::Training(Vec::new());
         let image_features = l2_normalize(resnet.forward(images, &mut mode));
         let text_features = self.encode_text(tokens, eot);
@@ -154,8 +161,12 @@ impl Clip {
         (ClipOutput { image_features, text_features, logit_scale: self.logit_scale.val() }, stats)
     }
 
-    /// Sets the running statistics of a training forward pass (nothing for a ViT).
+    /// Sets the running statistics of a training forward pass (nothing for a ViT or a locked
+    /// ResNet tower).
     pub fn apply_running_stats(&mut self, stats: Vec<RunningStats>) {
+        if self.image_stats_frozen {
+            return;
+        }
         if let VisionTower::ResNet(resnet) = &mut self.visual {
             resnet.apply_running_stats(stats);
         }

@@ -469,3 +469,58 @@ fn resnet_tower_shapes_count_decay_and_batch_norm_modes() {
 fn flat2(t: Tensor<1>) -> Vec<f32> {
     t.try_into_vec_as::<f32>().unwrap()
 }
+
+/// Every parameter value of a module (running statistics included), in visiting order.
+fn values<M: Module>(module: &M) -> Vec<f32> {
+    use dissect_model::burn::module::ModuleVisitor;
+    struct Collect(Vec<f32>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &dissect_model::burn::module::Param<Tensor<D>>) {
+            self.0.extend(param.val().try_into_vec_as::<f32>().unwrap());
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    module.visit(&mut collect);
+    collect.0
+}
+
+/// A locked image tower takes no gradient and does not move; the text tower and the
+/// temperature still train. With its last group unlocked, only the projection moves.
+#[test]
+fn a_locked_image_tower_does_not_move() {
+    let cfg = ClipConfig::micro();
+    let b = batch(&cfg, 4, 5, &cpu());
+    let step = |lock: Option<dissect_model::TowerLock>| {
+        let model = Clip::new(&cfg, 0, &train_device()).unwrap().lock(lock, None).unwrap();
+        let before = model.clone();
+        let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
+        let (after, _) = train_step(model, &mut optim, &b, 1e-2, None).unwrap();
+        (before, after)
+    };
+    let (before, after) = step(Some(dissect_model::TowerLock { unlocked_groups: 0 }));
+    let (VisionTower::Vit(v0), VisionTower::Vit(v1)) = (&before.visual, &after.visual) else { panic!("a ViT") };
+    assert_eq!(values(v0), values(v1), "the locked tower is unchanged");
+    assert_ne!(values(&before.text), values(&after.text), "the text tower trains");
+
+    let (before, after) = step(Some(dissect_model::TowerLock { unlocked_groups: 1 }));
+    let (VisionTower::Vit(v0), VisionTower::Vit(v1)) = (&before.visual, &after.visual) else { panic!("a ViT") };
+    assert_ne!(values(&v0.proj), values(&v1.proj), "the last group (the projection) trains");
+    assert_eq!(values(&v0.ln_post), values(&v1.ln_post), "the group before it does not");
+    assert_eq!(values(&v0.blocks), values(&v1.blocks));
+}
+
+/// A locked ResNet tower keeps its BatchNorm running statistics; partial locking of a ResNet
+/// is refused, as in open_clip.
+#[test]
+fn a_locked_resnet_keeps_its_statistics() {
+    let cfg = ClipConfig::rn_tiny();
+    let b = batch(&cfg, 4, 6, &cpu());
+    let model = Clip::new(&cfg, 0, &train_device()).unwrap();
+    let partial = model.clone().lock(Some(dissect_model::TowerLock { unlocked_groups: 1 }), None);
+    assert!(partial.unwrap_err().to_string().contains("lock_image_unlocked_groups"));
+    let model = model.lock(Some(dissect_model::TowerLock::default()), None).unwrap();
+    let before = values(&model.visual);
+    let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
+    let (after, _) = train_step(model, &mut optim, &b, 1e-2, None).unwrap();
+    assert_eq!(values(&after.visual), before, "weights and running statistics stay");
+}

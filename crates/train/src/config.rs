@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use dissect_select::{RecordFormat, SelectError, SelectionConfig};
 use serde::{Deserialize, Serialize};
 
-use dissect_model::{ClipConfig, OpenClipConfig};
+use dissect_model::{ClipConfig, OpenClipConfig, TowerLock};
 
 use crate::error::{Result, TrainError};
+use crate::schedule::{LrScheduler, Schedule};
 
 /// Everything a training run is defined by. `dissect train --config run.toml` reads it; the
 /// run folder keeps the resolved copy as `config.toml`.
@@ -43,6 +44,14 @@ pub struct TrainConfig {
     pub init: Option<PathBuf>,
     /// A `tokenizer.json` to use instead of training a BPE on the captions.
     pub tokenizer: Option<PathBuf>,
+    /// Lock the image tower (LiT): no gradient, no update, BatchNorm statistics kept.
+    pub lock_image: bool,
+    /// With `lock_image`, how many of the tower's last groups still train (open_clip's).
+    pub lock_image_unlocked_groups: usize,
+    /// Lock the text tower.
+    pub lock_text: bool,
+    /// With `lock_text`, how many of the tower's last groups still train (open_clip's).
+    pub lock_text_unlocked_layers: usize,
     /// Passes over the training split.
     pub epochs: u32,
     /// Rows per batch (all ranks together) before selection.
@@ -83,15 +92,29 @@ pub struct TrainConfig {
     pub selection: SelectionConfig,
 }
 
-/// AdamW (open_clip's betas and epsilon, see `dissect_model::AdamWSettings`) with a linear
-/// warm-up then cosine decay of the learning rate, and global gradient-norm clipping.
+/// AdamW (open_clip's betas and epsilon by default) with a linear warm-up, then one of
+/// open_clip_train's learning-rate schedules, and global gradient-norm clipping.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
     /// Peak learning rate.
     pub lr: f64,
-    /// Linear warm-up steps before the cosine decay.
+    /// Linear warm-up steps before the schedule.
     pub warmup_steps: u64,
+    /// The schedule after the warm-up: cosine (default), const or const-cooldown.
+    pub lr_scheduler: LrScheduler,
+    /// Epochs of cooldown at the end of a const-cooldown schedule.
+    pub epochs_cooldown: u32,
+    /// Power of the cooldown (1: linear).
+    pub lr_cooldown_power: f64,
+    /// Learning rate at the end of the cooldown.
+    pub lr_cooldown_end: f64,
+    /// AdamW's first-moment decay.
+    pub beta1: f64,
+    /// AdamW's second-moment decay.
+    pub beta2: f64,
+    /// AdamW's epsilon.
+    pub eps: f64,
     /// Decoupled weight decay of the decayed parameter group.
     pub weight_decay: f64,
     /// Global gradient-norm clip; 0 disables clipping.
@@ -100,7 +123,47 @@ pub struct OptimConfig {
 
 impl Default for OptimConfig {
     fn default() -> Self {
-        OptimConfig { lr: 1e-3, warmup_steps: 50, weight_decay: 0.1, max_grad_norm: 1.0 }
+        OptimConfig {
+            lr: 1e-3,
+            warmup_steps: 50,
+            lr_scheduler: LrScheduler::Cosine,
+            epochs_cooldown: 0,
+            lr_cooldown_power: 1.0,
+            lr_cooldown_end: 0.0,
+            // open_clip_train's defaults for ViT models.
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-6,
+            weight_decay: 0.1,
+            max_grad_norm: 1.0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The image tower's lock, if `lock_image`.
+    pub fn image_lock(&self) -> Option<TowerLock> {
+        self.lock_image.then_some(TowerLock { unlocked_groups: self.lock_image_unlocked_groups })
+    }
+
+    /// The text tower's lock, if `lock_text`.
+    pub fn text_lock(&self) -> Option<TowerLock> {
+        self.lock_text.then_some(TowerLock { unlocked_groups: self.lock_text_unlocked_layers })
+    }
+}
+
+impl OptimConfig {
+    /// The learning-rate schedule of a run of `epochs` epochs of `steps_per_epoch` steps.
+    pub fn schedule(&self, epochs: u32, steps_per_epoch: u64) -> Schedule {
+        Schedule {
+            kind: self.lr_scheduler,
+            base_lr: self.lr,
+            warmup_steps: self.warmup_steps,
+            total_steps: steps_per_epoch * u64::from(epochs),
+            cooldown_steps: steps_per_epoch * u64::from(self.epochs_cooldown),
+            cooldown_power: self.lr_cooldown_power,
+            cooldown_end: self.lr_cooldown_end,
+        }
     }
 }
 
@@ -116,6 +179,10 @@ impl Default for TrainConfig {
             model: "tiny".into(),
             init: None,
             tokenizer: None,
+            lock_image: false,
+            lock_image_unlocked_groups: 0,
+            lock_text: false,
+            lock_text_unlocked_layers: 0,
             epochs: 10,
             batch_size: 256,
             seed: 0,
@@ -233,6 +300,31 @@ impl TrainConfig {
         }
         if !(o.max_grad_norm.is_finite() && o.max_grad_norm >= 0.0) {
             return Err(bad("optim.max_grad_norm", format!("must be ≥ 0, got {}", o.max_grad_norm)));
+        }
+        for (field, beta) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return Err(bad(field, format!("must be in [0, 1), got {beta}")));
+            }
+        }
+        if !(o.eps.is_finite() && o.eps > 0.0) {
+            return Err(bad("optim.eps", format!("must be a positive number, got {}", o.eps)));
+        }
+        self.validate_cooldown()
+    }
+
+    fn validate_cooldown(&self) -> Result<()> {
+        let o = &self.optim;
+        if o.lr_scheduler == LrScheduler::ConstCooldown && !(1..=self.epochs).contains(&o.epochs_cooldown) {
+            return Err(bad(
+                "optim.epochs_cooldown",
+                format!("a const-cooldown schedule needs 1..={} cooldown epochs, got {}", self.epochs, o.epochs_cooldown),
+            ));
+        }
+        if !(o.lr_cooldown_power.is_finite() && o.lr_cooldown_power > 0.0) {
+            return Err(bad("optim.lr_cooldown_power", format!("must be positive, got {}", o.lr_cooldown_power)));
+        }
+        if !(o.lr_cooldown_end.is_finite() && (0.0..=o.lr).contains(&o.lr_cooldown_end)) {
+            return Err(bad("optim.lr_cooldown_end", format!("must be in [0, lr], got {}", o.lr_cooldown_end)));
         }
         Ok(())
     }

@@ -30,6 +30,6 @@ pub use files::{CONFIG_FILE, LOG_FILE, MAPPED_SCORES_FILE, RunFiles, SUMMARY_FIL
 pub use log::{LogRecord, StepLog, read_log};
 pub use metrics::{EpochAccumulator, EpochSummary, StepTimes};
 pub use observer::{Observer, RunStart};
-pub use schedule::cosine_lr;
+pub use schedule::{LrScheduler, Schedule, cosine_lr};
 pub use stop::StopSignal;
 pub use trainer::{Ending, Run, RunOutcome, train, train_with};

@@ -144,7 +144,13 @@ pub(crate) fn model_and_optimizer(
     checkpoint: Option<&Path>,
 ) -> Result<(Clip, ClipOptimizer)> {
     let mut model = Clip::new(model_config, config.seed, &device.clone().autodiff())?;
-    let settings = AdamWSettings { weight_decay: config.optim.weight_decay as f32, ..AdamWSettings::default() };
+    let o = &config.optim;
+    let settings = AdamWSettings {
+        beta_1: o.beta1 as f32,
+        beta_2: o.beta2 as f32,
+        epsilon: o.eps as f32,
+        weight_decay: o.weight_decay as f32,
+    };
     // The optimiser is built from the model's parameter ids, so the checkpoint's model is
     // loaded before it. A fresh run may start from other weights (`init`).
     match (checkpoint, &config.init) {
@@ -152,6 +158,8 @@ pub(crate) fn model_and_optimizer(
         (None, Some(init)) => model = initial_weights(model, init)?,
         (None, None) => {}
     }
+    // Locks are settings, not weights: applied after loading, so a resumed run has them too.
+    let model = model.lock(config.image_lock(), config.text_lock())?;
     let mut optim = ClipOptimizer::new(&model, settings);
     if let Some(dir) = checkpoint {
         optim.load_bytes(&read_file(dir, OPTIMIZER_FILE)?)?;

@@ -31,7 +31,7 @@ use crate::metrics::{EpochSummary, StepRecord, StepTimes};
 use crate::observer::{Observer, RunStart};
 use crate::ranks::{RankScores, rank_batches, rank_slices};
 use crate::reference::{self, Reference};
-use crate::schedule::cosine_lr;
+use crate::schedule::Schedule;
 use crate::setup;
 use crate::stop::StopSignal;
 
@@ -126,7 +126,8 @@ pub struct Run {
     state: TrainerState,
     resumed: bool,
     last_checkpoint: PathBuf,
-    total_steps: u64,
+    /// The learning rate of every step of the run.
+    schedule: Schedule,
 }
 
 impl Run {
@@ -153,7 +154,7 @@ impl Run {
         let records = setup::records(config, &files, if fresh { 0 } else { state.records_len })?;
         let (loader, preprocess) = setup::loader(config, train_set, &tokenizer, &model_config)?;
         let reference = reference::reference(config, &devices[0])?;
-        let total_steps = loader.batches_per_epoch() * u64::from(config.epochs);
+        let schedule = config.optim.schedule(config.epochs, loader.batches_per_epoch());
         let mut run = Run {
             config: config.clone(),
             files,
@@ -175,7 +176,7 @@ impl Run {
             state,
             resumed: !fresh,
             last_checkpoint: checkpoint.clone().unwrap_or_default(),
-            total_steps,
+            schedule,
         };
         if fresh {
             run.checkpoint()?;
@@ -189,7 +190,7 @@ impl Run {
             run_dir: self.files.root(),
             strategy: self.config.selection.strategy,
             step: self.state.step,
-            total_steps: self.total_steps,
+            total_steps: self.schedule.total_steps,
             resumed: self.resumed,
         }
     }
@@ -267,7 +268,7 @@ impl Run {
         let selection = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
-        let lr = cosine_lr(self.config.optim.lr, self.config.optim.warmup_steps, self.total_steps, self.state.step);
+        let lr = self.schedule.lr(self.state.step);
         let trained = self.train_rows(hosts, &selections, lr)?;
         let training = clock.elapsed().as_secs_f64();
 
