@@ -51,7 +51,8 @@ for strategy in full dissect-momentum; do
     /usr/bin/time -v -o "$OUT/time-$strategy.txt" "$DISSECT" train --train-data "$TRAIN_DATA" --val-data "$VAL_DATA" \
         --model bench/tiny-clip.json --tokenizer "$OUT/clip-tokenizer.json" --batch-size "$BATCH" --epochs "$EPOCHS" \
         --lr "$LR" --warmup-steps "$WARMUP" --weight-decay "$WD" --max-grad-norm 1.0 --seed "$SEED" \
-        --strategy "$strategy" --rate 0.3 --device "$DEVICE" --no-progress --out "$OUT/$strategy" >"$OUT/$strategy.out" 2>&1
+        --strategy "$strategy" --rate 0.3 --aug none --device "$DEVICE" --no-progress --out "$OUT/$strategy" \
+        >"$OUT/$strategy.out" 2>&1
     "$DISSECT" export "$OUT/$strategy" --out "$OUT/$strategy/export" >/dev/null
 done
 

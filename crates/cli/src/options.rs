@@ -33,6 +33,10 @@ pub struct TrainOptions {
     /// Image side to train at on --train-data shards [default: 224].
     #[arg(long)]
     image_size: Option<u32>,
+    /// Training augmentation: open-clip (open_clip's RandomResizedCrop, scale 0.9-1.0,
+    /// bicubic) or none [default: open-clip]. Scoring and evaluation take the centre crop.
+    #[arg(long)]
+    aug: Option<String>,
     /// Images of more pixels (width x height) than this are skipped and counted as corrupt
     /// [default: PIL's 89478485].
     #[arg(long)]
@@ -285,6 +289,8 @@ mod tests {
             "64",
             "--max-image-pixels",
             "4096",
+            "--aug",
+            "none",
             "--init",
             &init,
         ];
@@ -293,7 +299,7 @@ mod tests {
         assert_eq!((config.data.to_str(), config.model.as_str(), config.epochs), (Some("d"), "micro", 5));
         assert_eq!(config.train_data.as_deref(), Some("a/{0..1}.tar::b c/x.tar"));
         assert_eq!((config.val_data.as_deref(), config.image_size), (Some("v.tar"), 64));
-        assert_eq!(config.max_image_pixels, 4096);
+        assert_eq!((config.max_image_pixels, config.aug), (4096, dissect_train::Augmentation::None));
         assert_eq!(
             (config.init.as_deref().and_then(Path::to_str), config.tokenizer.as_deref()),
             (Some(init.as_str()), Some(Path::new("t.json")))

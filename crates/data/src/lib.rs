@@ -28,6 +28,9 @@ pub use loader::{Batch, DecodedSample, Epoch, LoadStats, Loader, LoaderConfig, S
 pub use manifest::{DatasetManifest, HeadlineMetric, MANIFEST_FILE};
 pub use noise::{NoiseReport, inject_noise};
 pub use pack::{PackOptions, PackReport, TestSplit, pack};
-pub use preprocess::{CLIP_MEAN, CLIP_STD, PreprocessConfig, RandomResizedCrop, decode_and_preprocess};
+pub use preprocess::{
+    CLIP_MEAN, CLIP_STD, ImageViews, PreprocessConfig, RandomResizedCrop, decode_and_preprocess,
+    decode_and_preprocess_views,
+};
 pub use shard::{RawSample, SampleMeta, SampleOut, ShardIndex, ShardReader, ShardSet, ShardWriter};
 pub use tokenizer::{DEFAULT_VOCAB_SIZE, TextTokenizer, TokenBatch};

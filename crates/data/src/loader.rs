@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
-use crate::preprocess::{PreprocessConfig, decode_and_preprocess};
+use crate::preprocess::{PreprocessConfig, decode_and_preprocess, decode_and_preprocess_views};
 use crate::shard::{RawSample, SampleMeta, Shard, ShardReader, ShardSet};
 use crate::tokenizer::{TextTokenizer, TokenBatch};
 
@@ -140,8 +140,12 @@ pub(crate) fn scan_shard(shard: &Shard, stats: &mut LoadStats, mut f: impl FnMut
 pub struct Batch {
     /// Position of this batch in the epoch (resume from `batch_number + 1`).
     pub batch_number: u64,
-    /// `len · 3 · image_size²` floats, CHW per image.
+    /// `len · 3 · image_size²` floats, CHW per image, as training takes them (random crops
+    /// when the loader augments).
     pub images: Vec<f32>,
+    /// The same images' deterministic centre crops, only when `images` are augmented: the
+    /// scoring pass ranks on these, so a pair's score history does not follow its crops.
+    pub deterministic_images: Option<Vec<f32>>,
     /// Side length of every image, in pixels.
     pub image_size: u32,
     /// Tokenized captions, one row per sample.
@@ -161,6 +165,11 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The images the scoring pass takes: the deterministic crops when training augments.
+    pub fn scoring_images(&self) -> &[f32] {
+        self.deterministic_images.as_deref().unwrap_or(&self.images)
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.indices.len()
@@ -417,9 +426,12 @@ fn decode_batch(
     let mut corrupt = 0;
     for item in job.items {
         let seed = mix(mix(cfg.seed, epoch), item.index);
-        match decode_and_preprocess(&item.image, &cfg.preprocess, seed) {
-            Ok(t) => {
-                b.images.extend_from_slice(&t);
+        match decode_and_preprocess_views(&item.image, &cfg.preprocess, seed) {
+            Ok(views) => {
+                b.images.extend_from_slice(&views.train);
+                if let Some(centre) = views.deterministic {
+                    b.deterministic_images.get_or_insert_with(Vec::new).extend_from_slice(&centre);
+                }
                 b.indices.push(item.index);
                 b.noisy.push(item.meta.noisy);
                 b.classes.push(item.meta.class);

@@ -134,8 +134,9 @@ pub fn preprocess_rgb(
         }
         return Ok(());
     }
-    // Separable triangle (bilinear, antialiased when shrinking) resampling fused with the
-    // crop and the normalisation: about 5x faster than `imageops::resize` on a crop view.
+    // Separable bicubic resampling (open_clip's interpolation, antialiased when shrinking as
+    // PIL's) fused with the crop and the normalisation, clipped to the pixel range as PIL's
+    // 8-bit output is.
     let xs = taps(x, cw, s, w);
     let ys = taps(y, ch, s, h);
     let col_lo = xs.iter().map(|t| t.0).min().unwrap_or(0);
@@ -162,27 +163,42 @@ pub fn preprocess_rgb(
                 }
             }
             for c in 0..3 {
-                out[c * plane + oy * s + ox] = acc[c] * scale[c] - shift[c];
+                out[c * plane + oy * s + ox] = acc[c].clamp(0.0, 255.0) * scale[c] - shift[c];
             }
         }
     }
     Ok(())
 }
 
-/// Source window start and normalised weights for each of `dst` outputs covering
-/// `[off, off + len)` of an axis of `total` pixels.
+/// Keys' cubic convolution kernel with a = −0.5, radius 2: PIL's BICUBIC, which torchvision's
+/// `InterpolationMode.BICUBIC` on images (open_clip's transforms) uses.
+fn bicubic(x: f32) -> f32 {
+    const A: f32 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// Source window start and normalised bicubic weights for each of `dst` outputs covering
+/// `[off, off + len)` of an axis of `total` pixels; when shrinking, the kernel is stretched by
+/// the scale (antialiasing, as PIL does).
 fn taps(off: u32, len: u32, dst: u32, total: u32) -> Vec<(usize, Vec<f32>)> {
     let scale = len as f32 / dst as f32;
-    let support = scale.max(1.0);
+    let stretch = scale.max(1.0);
+    let support = 2.0 * stretch;
     (0..dst)
         .map(|i| {
             let centre = off as f32 + (i as f32 + 0.5) * scale;
             let lo = ((centre - support).floor().max(0.0) as usize).min(total as usize - 1);
             let hi = ((centre + support).ceil() as usize).clamp(lo + 1, total as usize);
-            let mut wts: Vec<f32> =
-                (lo..hi).map(|j| (1.0 - ((j as f32 + 0.5 - centre) / support).abs()).max(0.0)).collect();
+            let mut wts: Vec<f32> = (lo..hi).map(|j| bicubic((j as f32 + 0.5 - centre) / stretch)).collect();
             let sum: f32 = wts.iter().sum();
-            if sum > 0.0 {
+            if sum.abs() > f32::EPSILON {
                 wts.iter_mut().for_each(|v| *v /= sum);
             } else {
                 // Degenerate window: take the nearest pixel.
@@ -192,6 +208,33 @@ fn taps(off: u32, len: u32, dst: u32, total: u32) -> Vec<(usize, Vec<f32>)> {
             (lo, wts)
         })
         .collect()
+}
+
+/// An image as training takes it and, when training augments it, as scoring and evaluation
+/// see it (the deterministic centre crop).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageViews {
+    /// The view the model trains on (a random crop when augmentation is on).
+    pub train: Vec<f32>,
+    /// The centre crop, only when `train` is a random crop.
+    pub deterministic: Option<Vec<f32>>,
+}
+
+/// Decodes once and preprocesses into both views of [`ImageViews`]; `seed` drives the crop.
+pub fn decode_and_preprocess_views(bytes: &[u8], cfg: &PreprocessConfig, seed: u64) -> Result<ImageViews> {
+    let rgb = decode(bytes, cfg.max_image_pixels)?;
+    let mut train = vec![0.0; cfg.image_len()];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    preprocess_rgb(&rgb, cfg, Some(&mut rng), &mut train)?;
+    let deterministic = match cfg.random_resized_crop {
+        Some(_) => {
+            let mut centre = vec![0.0; cfg.image_len()];
+            preprocess_rgb(&rgb, cfg, None, &mut centre)?;
+            Some(centre)
+        }
+        None => None,
+    };
+    Ok(ImageViews { train, deterministic })
 }
 
 /// Decodes and preprocesses into a new CHW tensor. `seed` drives the random crop when enabled,
@@ -253,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn resampling_matches_image_crate() {
+    fn resampling_matches_pil_bicubic_by_way_of_the_image_crate() {
         let img = RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, ((x + y) * 3) as u8]));
         let cfg = PreprocessConfig {
             image_size: 20,
@@ -265,7 +308,8 @@ mod tests {
         let mut ours = vec![0.0; cfg.image_len()];
         preprocess_rgb(&img, &cfg, None, &mut ours).unwrap();
         let crop = image::imageops::crop_imm(&img, 5, 0, 30, 30).to_image();
-        let theirs = image::imageops::resize(&crop, 20, 20, image::imageops::FilterType::Triangle);
+        // The image crate's CatmullRom is the same kernel (a = −0.5), stretched when shrinking.
+        let theirs = image::imageops::resize(&crop, 20, 20, image::imageops::FilterType::CatmullRom);
         let mut err = 0.0;
         for (i, p) in theirs.pixels().enumerate() {
             for c in 0..3 {

@@ -65,7 +65,8 @@ fn lock_vit(mut vit: VisionTransformer, unlocked: usize) -> VisionTransformer {
     vit.class_embedding = frozen_if(vit.class_embedding, stem);
     vit.positional_embedding = frozen_if(vit.positional_embedding, stem);
     vit.ln_pre = frozen_if(vit.ln_pre, stem);
-    vit.blocks = vit.blocks.into_iter().enumerate().map(|(i, b)| frozen_if(b, frozen(i + 1, groups, unlocked))).collect();
+    vit.blocks =
+        vit.blocks.into_iter().enumerate().map(|(i, b)| frozen_if(b, frozen(i + 1, groups, unlocked))).collect();
     vit.ln_post = frozen_if(vit.ln_post, frozen(n, groups, unlocked));
     vit.proj = frozen_if(vit.proj, frozen(n + 1, groups, unlocked));
     vit

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use dissect_select::{RecordFormat, SelectError, SelectionConfig};
 use serde::{Deserialize, Serialize};
 
+use dissect_data::RandomResizedCrop;
 use dissect_model::{ClipConfig, OpenClipConfig, TowerLock};
 
 use crate::error::{Result, TrainError};
@@ -30,6 +31,9 @@ pub struct TrainConfig {
     pub val_data: Option<String>,
     /// Image side the model trains at on `train_data` shards (a dataset folder records its own).
     pub image_size: u32,
+    /// Training augmentation: open_clip's training transform (a random resized crop of 90–100%
+    /// of the area, aspect 3:4–4:3), or none. Scoring and evaluation always take the centre crop.
+    pub aug: Augmentation,
     /// Images of more pixels (width × height) than this are skipped undecoded and counted as
     /// corrupt; the default is PIL's limit ([`dissect_data::DEFAULT_MAX_IMAGE_PIXELS`]).
     pub max_image_pixels: u64,
@@ -90,6 +94,40 @@ pub struct TrainConfig {
     pub optim: OptimConfig,
     /// Selection strategy and its parameters.
     pub selection: SelectionConfig,
+}
+
+/// How training images are augmented.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Augmentation {
+    /// open_clip's training transform: `RandomResizedCrop(scale=(0.9, 1.0))` with bicubic
+    /// resampling, seeded per sample and epoch.
+    #[default]
+    OpenClip,
+    /// The deterministic centre crop, as evaluation.
+    None,
+}
+
+impl Augmentation {
+    /// The random crop this augmentation takes, if any.
+    pub fn random_resized_crop(self) -> Option<RandomResizedCrop> {
+        match self {
+            Augmentation::OpenClip => Some(RandomResizedCrop::default()),
+            Augmentation::None => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Augmentation {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "open-clip" => Ok(Augmentation::OpenClip),
+            "none" => Ok(Augmentation::None),
+            other => Err(format!("unknown augmentation {other:?} (open-clip or none)")),
+        }
+    }
 }
 
 /// AdamW (open_clip's betas and epsilon by default) with a linear warm-up, then one of
@@ -174,6 +212,7 @@ impl Default for TrainConfig {
             train_data: None,
             val_data: None,
             image_size: 224,
+            aug: Augmentation::OpenClip,
             max_image_pixels: dissect_data::DEFAULT_MAX_IMAGE_PIXELS,
             out: PathBuf::from("runs/train"),
             model: "tiny".into(),
@@ -317,7 +356,10 @@ impl TrainConfig {
         if o.lr_scheduler == LrScheduler::ConstCooldown && !(1..=self.epochs).contains(&o.epochs_cooldown) {
             return Err(bad(
                 "optim.epochs_cooldown",
-                format!("a const-cooldown schedule needs 1..={} cooldown epochs, got {}", self.epochs, o.epochs_cooldown),
+                format!(
+                    "a const-cooldown schedule needs 1..={} cooldown epochs, got {}",
+                    self.epochs, o.epochs_cooldown
+                ),
             ));
         }
         if !(o.lr_cooldown_power.is_finite() && o.lr_cooldown_power > 0.0) {

@@ -21,7 +21,7 @@ mod trainer;
 
 pub use checkpoint::{TrainerState, latest_checkpoint, load_model_config, load_trained, read_trainer_state};
 pub use compare::{CompareObserver, ComparisonReport, ComparisonRows, compare, strategy_result};
-pub use config::{OptimConfig, TrainConfig, merge_tables};
+pub use config::{Augmentation, OptimConfig, TrainConfig, merge_tables};
 pub use curate::{CurateReport, curate, export_scores};
 pub use error::{Result, TrainError};
 pub use evaluate::EvalSet;

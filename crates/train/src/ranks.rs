@@ -31,11 +31,12 @@ pub(crate) fn rank_slices(len: usize, ranks: usize) -> Vec<Range<usize>> {
 /// Each rank's rows of `batch` as tensors on its device.
 pub(crate) fn rank_batches(
     batch: &Batch,
+    images: &[f32],
     ranks: &[Range<usize>],
     config: &ClipConfig,
     devices: &[Device],
 ) -> Result<Vec<ClipBatch>> {
-    let per_image = batch.images.len() / batch.len().max(1);
+    let per_image = images.len() / batch.len().max(1);
     let context = batch.tokens.context_len;
     ranks
         .iter()
@@ -43,7 +44,7 @@ pub(crate) fn rank_batches(
         .map(|(rows, device)| {
             Ok(ClipBatch::from_host(
                 config,
-                &batch.images[rows.start * per_image..rows.end * per_image],
+                &images[rows.start * per_image..rows.end * per_image],
                 &batch.tokens.ids[rows.start * context..rows.end * context],
                 &batch.tokens.eot_positions[rows.clone()],
                 device,

@@ -42,8 +42,9 @@ impl Reference {
     ) -> Result<Vec<f32>> {
         let captions: Vec<&str> = batch.captions[rows.clone()].iter().map(String::as_str).collect();
         let tokens = self.tokenizer.encode_batch(&captions, self.config.text.context_length)?;
-        let per_image = batch.images.len() / batch.len();
-        let images = &batch.images[rows.start * per_image..rows.end * per_image];
+        let images = batch.scoring_images();
+        let per_image = images.len() / batch.len();
+        let images = &images[rows.start * per_image..rows.end * per_image];
         let host = ClipBatch::from_host(&self.config, images, &tokens.ids, &tokens.eot_positions, device)?;
         let out = self.model.forward(host.images, host.tokens, host.eot);
         let scores = match strategy {

@@ -274,8 +274,8 @@ pub(crate) fn records(config: &TrainConfig, files: &RunFiles, keep_len: u64) -> 
     Ok(Some(RecordWriter::append(&path)?))
 }
 
-/// The training loader (no random crops: the built-in data is already at its size) and the
-/// preprocessing the held-out split shares.
+/// The training loader (random crops with `aug = open-clip`, each image also centre-cropped
+/// for the scoring pass) and the preprocessing the held-out split shares (the centre crop).
 pub(crate) fn loader(
     config: &TrainConfig,
     train_set: ShardSet,
@@ -289,7 +289,8 @@ pub(crate) fn loader(
         PreprocessConfig { max_image_pixels: config.max_image_pixels, ..PreprocessConfig::new(image_size) };
     let mut loader_config = LoaderConfig::new(config.batch_size, image_size);
     loader_config.context_len = model_config.text.context_length;
-    loader_config.preprocess = preprocess.clone();
+    loader_config.preprocess =
+        PreprocessConfig { random_resized_crop: config.aug.random_resized_crop(), ..preprocess.clone() };
     loader_config.threads = config.loader_threads.max(1);
     loader_config.seed = config.seed;
     let loader = Loader::new(train_set, tokenizer.clone(), loader_config)?;

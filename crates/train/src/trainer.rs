@@ -256,10 +256,16 @@ impl Run {
     pub fn step(&mut self, batch: &Batch, time_data: f64) -> Result<StepLog> {
         let started = Instant::now();
         let ranks = rank_slices(batch.len(), self.devices.len());
-        let hosts = rank_batches(batch, &ranks, &self.model_config, &self.devices)?;
+        let hosts = rank_batches(batch, &batch.images, &ranks, &self.model_config, &self.devices)?;
+        // With augmentation the scoring pass takes the centre crops, so a pair's score
+        // history does not follow its random crops.
+        let scoring_hosts = match &batch.deterministic_images {
+            Some(images) => Some(rank_batches(batch, images, &ranks, &self.model_config, &self.devices)?),
+            None => None,
+        };
 
         let clock = Instant::now();
-        let scores = self.score(batch, &ranks, &hosts)?;
+        let scores = self.score(batch, &ranks, scoring_hosts.as_deref().unwrap_or(&hosts))?;
         let scoring = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use dissect_data::{Benchmark, GenerateOptions, generate};
 use dissect_select::{SelectionConfig, Strategy, WarmupEpochs, WarmupRows, auto_warmup_end, read_records};
-use dissect_train::{OptimConfig, TrainConfig, TrainError, train};
+use dissect_train::{Augmentation, OptimConfig, TrainConfig, TrainError, train};
 
 fn dataset(dir: &Path) -> std::path::PathBuf {
     let data = dir.join("data");
@@ -366,4 +366,36 @@ fn damage(shard: &Path, damaged: &[(usize, Damage)]) {
         out.append_data(&mut header, &name, body.as_slice()).unwrap();
     }
     std::fs::write(shard, out.into_inner().unwrap()).unwrap();
+}
+
+/// open_clip's augmentation (the default): the same seed gives the same crops, hence the same
+/// selections; training sees the crops (step 0's loss differs from an unaugmented run's)
+/// while the scoring pass takes the centre crops (step 0's scores equal the unaugmented
+/// run's, the model being the same then).
+#[test]
+fn augmentation_is_seeded_and_scoring_takes_the_centre_crop() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let run = |name: &str, aug| {
+        let out = dir.path().join(name);
+        let strategy = Strategy::DissectMomentum;
+        train(&TrainConfig { aug, max_steps: Some(3), ..config(&data, &out, strategy) }, false).unwrap();
+        // Bit patterns: a record's missing history is NaN, which equals nothing as a float.
+        let records: Vec<_> = read_records(out.join("visits.dsv"))
+            .unwrap()
+            .iter()
+            .map(|r| (r.step, r.index, r.curr.to_bits(), r.hist.to_bits(), r.rank_key.to_bits(), r.selected))
+            .collect();
+        let loss0 = log_lines(&out)[0]["loss"].as_f64().unwrap();
+        (records, loss0)
+    };
+    let (a, loss_a) = run("a", Augmentation::OpenClip);
+    let (b, loss_b) = run("b", Augmentation::OpenClip);
+    let (plain, loss_plain) = run("plain", Augmentation::None);
+    assert_eq!((&a, loss_a), (&b, loss_b), "same seed, same crops and selections");
+    assert_ne!(loss_a, loss_plain, "training takes the random crops");
+    let step0 = |records: &[(u64, u64, u32, u32, u32, bool)]| -> Vec<(u64, u32)> {
+        records.iter().filter(|r| r.0 == 0).map(|r| (r.1, r.2)).collect()
+    };
+    assert_eq!(step0(&a), step0(&plain), "the scoring pass takes the centre crops");
 }
