@@ -73,6 +73,14 @@ pub struct TrainOptions {
     /// Rows per batch before selection (all ranks together).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Train the selected rows in N micro-batches, the loss still over all of them
+    /// (open_clip's --accum-freq: less memory, the same step).
+    #[arg(long)]
+    accum_freq: Option<usize>,
+    /// Burn's gradient checkpointing: memory-bound activations recomputed in the backward pass.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
+    grad_checkpointing: bool,
     /// Seed of the initialisation, the data order and the selection.
     #[arg(long)]
     seed: Option<u64>,
@@ -291,6 +299,7 @@ mod tests {
             "4096",
             "--aug",
             "none",
+            "--grad-checkpointing",
             "--init",
             &init,
         ];
@@ -300,6 +309,12 @@ mod tests {
         assert_eq!(config.train_data.as_deref(), Some("a/{0..1}.tar::b c/x.tar"));
         assert_eq!((config.val_data.as_deref(), config.image_size), (Some("v.tar"), 64));
         assert_eq!((config.max_image_pixels, config.aug), (4096, dissect_train::Augmentation::None));
+        assert!(config.grad_checkpointing);
+        // With one rank (the list above sets two, which accumulation refuses).
+        let accum = Cli::parse_from(["x", "--accum-freq", "3"]).options.resolve(toml::Table::new()).unwrap();
+        assert_eq!(accum.accum_freq, 3);
+        let refused = Cli::parse_from(["x", "--accum-freq", "2", "--ranks", "2"]).options.resolve(toml::Table::new());
+        assert!(refused.unwrap_err().to_string().contains("accum_freq"));
         assert_eq!(
             (config.init.as_deref().and_then(Path::to_str), config.tokenizer.as_deref()),
             (Some(init.as_str()), Some(Path::new("t.json")))

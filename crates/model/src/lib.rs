@@ -36,7 +36,9 @@ pub use optim::{
     AdamWSettings, ClipOptimizer, ParamInfo, clamp_logit_scale, clip_grad_norm, max_logit_scale, param_infos,
 };
 pub use resnet::{AttentionPool, BatchNorm2d, Bottleneck, Conv, Downsample, ModifiedResNet, NormMode, RunningStats};
-pub use step::{RowScores, StepStats, score_batch, score_batches, train_step, train_step_ranks};
+pub use step::{
+    RowScores, StepStats, score_batch, score_batches, train_step, train_step_accumulated, train_step_ranks,
+};
 pub use text::TextTransformer;
 pub use vit::VisionTransformer;
 pub use weights::{model_from_bytes, model_to_bytes};

@@ -4,12 +4,12 @@
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 use crate::batch::ClipBatch;
 use crate::error::ModelError;
 use crate::loss::{clip_loss, clip_scores, per_sample_loss, scalar_f32, to_vec_f32};
-use crate::model::Clip;
+use crate::model::{Clip, ClipOutput};
 use crate::optim::{ClipOptimizer, clamp_logit_scale, clip_grad_norm};
 use crate::resnet::RunningStats;
 
@@ -90,6 +90,89 @@ pub fn train_step_ranks(
     }
     let running = rank0_running.unwrap_or_default().into_iter().map(|s| s.to_device(&home)).collect();
     apply_gradients(model, optim, (sum.grads(), running), loss * scale, lr, max_grad_norm)
+}
+
+/// [`train_step`] in `accum` micro-batches (open_clip's `--accum-freq`): the features of every
+/// micro-batch are computed first without the tape and cached; then each micro-batch runs
+/// forward + backward with its own features tracked and the others' cached, so the contrastive
+/// loss still sees the whole batch as its negatives, and the gradients add up to the whole
+/// batch's. Only one micro-batch's activations are held for the backward at a time.
+///
+/// The loss equals [`train_step`]'s on the same batch, and so do the gradients up to float
+/// rounding. The temperature's gradient is taken once (open_clip's loop adds it `accum` times).
+/// A ResNet normalises each micro-batch with its own statistics (as open_clip's loop does), so
+/// there the step is not the whole batch's, and the running statistics take the last
+/// micro-batch's update.
+pub fn train_step_accumulated(
+    model: Clip,
+    optim: &mut ClipOptimizer,
+    batch: &ClipBatch,
+    accum: usize,
+    lr: f64,
+    max_grad_norm: Option<f32>,
+) -> Result<(Clip, StepStats), ModelError> {
+    let parts = micro_batches(batch, accum)?;
+    if parts.len() == 1 {
+        return train_step(model, optim, batch, lr, max_grad_norm);
+    }
+    let device = model_device(&model);
+    let cached = cached_features(&model, &parts, &device);
+    let mut sum = GradientsAccumulator::<Clip>::new();
+    let (mut loss_value, mut running) = (0.0, Vec::new());
+    for (j, part) in parts.iter().enumerate() {
+        let part = part.to_device(&device);
+        let (out, stats) = model.forward_train(part.images, part.tokens, part.eot);
+        let swap = |cache: &[Tensor<2>], live: Tensor<2>| {
+            let mut all: Vec<Tensor<2>> = cache.to_vec();
+            all[j] = live;
+            Tensor::cat(all, 0)
+        };
+        // The temperature takes its gradient from the first micro-batch only: every one holds
+        // the whole batch's loss.
+        let logit_scale = if j == 0 { out.logit_scale } else { out.logit_scale.detach() };
+        let whole = ClipOutput {
+            image_features: swap(&cached.0, out.image_features),
+            text_features: swap(&cached.1, out.text_features),
+            logit_scale,
+        };
+        let loss = clip_loss(&whole);
+        if j == 0 {
+            loss_value = scalar_f32(loss.clone())?;
+            if !loss_value.is_finite() {
+                return Err(ModelError::NonFinite { what: "loss", value: loss_value });
+            }
+        }
+        sum.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+        running = stats;
+    }
+    apply_gradients(model, optim, (sum.grads(), running), loss_value, lr, max_grad_norm)
+}
+
+/// `batch` cut into at most `accum` contiguous micro-batches of sizes differing by at most one.
+fn micro_batches(batch: &ClipBatch, accum: usize) -> Result<Vec<ClipBatch>, ModelError> {
+    let b = batch.len();
+    let parts = accum.clamp(1, b.max(1));
+    (0..parts)
+        .map(|p| {
+            let rows: Vec<usize> = (p * b / parts..(p + 1) * b / parts).collect();
+            batch.select_rows(&rows)
+        })
+        .collect()
+}
+
+/// Every micro-batch's image and text features without the tape (BatchNorm on the
+/// micro-batch's statistics, as the tracked pass will use), on the model's device.
+fn cached_features(model: &Clip, parts: &[ClipBatch], device: &Device) -> (Vec<Tensor<2>>, Vec<Tensor<2>>) {
+    let valid = model.valid();
+    let inner = model_device(&valid);
+    parts
+        .iter()
+        .map(|part| {
+            let part = part.to_device(&inner);
+            let (out, _) = valid.forward_train(part.images, part.tokens, part.eot);
+            (out.image_features.to_device(device), out.text_features.to_device(device))
+        })
+        .unzip()
 }
 
 fn check_ranks(batches: usize, devices: usize) -> Result<(), ModelError> {

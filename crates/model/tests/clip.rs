@@ -524,3 +524,26 @@ fn a_locked_resnet_keeps_its_statistics() {
     let (after, _) = train_step(model, &mut optim, &b, 1e-2, None).unwrap();
     assert_eq!(values(&after.visual), before, "weights and running statistics stay");
 }
+
+/// `--accum-freq`: four micro-batches of a batch of 8 give the loss of one step over the batch
+/// and, up to float rounding, its update.
+#[test]
+fn accumulated_micro_batches_equal_one_step_over_the_batch() {
+    let cfg = ClipConfig::micro();
+    let b = batch(&cfg, 8, 9, &cpu());
+    let model = Clip::new(&cfg, 3, &train_device()).unwrap();
+    let step = |accum: usize| {
+        let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
+        let (after, stats) =
+            dissect_model::train_step_accumulated(model.clone(), &mut optim, &b, accum, 1e-3, Some(1.0)).unwrap();
+        (values(&after), stats)
+    };
+    let (whole, whole_stats) = step(1);
+    let (micro, micro_stats) = step(4);
+    assert!((whole_stats.loss - micro_stats.loss).abs() < 1e-6, "{whole_stats:?} vs {micro_stats:?}");
+    assert!((whole_stats.grad_norm - micro_stats.grad_norm).abs() < 1e-4 * whole_stats.grad_norm);
+    let max_diff = whole.iter().zip(&micro).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(max_diff < 1e-5, "parameters differ by {max_diff}");
+    let (_, one_row_each) = step(8);
+    assert!((one_row_each.loss - whole_stats.loss).abs() < 1e-6);
+}

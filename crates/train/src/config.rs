@@ -60,6 +60,12 @@ pub struct TrainConfig {
     pub epochs: u32,
     /// Rows per batch (all ranks together) before selection.
     pub batch_size: usize,
+    /// Train the selected rows in this many micro-batches, the contrastive loss still over all
+    /// of them (open_clip's `--accum-freq`): less activation memory, the same step.
+    pub accum_freq: usize,
+    /// Burn's gradient checkpointing on the training device (its "balanced" strategy: the
+    /// outputs of memory-bound operations are recomputed in the backward pass, not kept).
+    pub grad_checkpointing: bool,
     /// Seed of the model initialisation, the data order and the selection RNG.
     pub seed: u64,
     /// Compute device: "cpu" (Burn flex), or "cuda" / "cuda:N" in a build with `--features cuda`.
@@ -224,6 +230,8 @@ impl Default for TrainConfig {
             lock_text_unlocked_layers: 0,
             epochs: 10,
             batch_size: 256,
+            accum_freq: 1,
+            grad_checkpointing: false,
             seed: 0,
             device: "cpu".into(),
             ranks: 1,
@@ -303,6 +311,12 @@ impl TrainConfig {
         }
         if !(8..=4096).contains(&self.image_size) {
             return Err(bad("image_size", format!("must be in 8..=4096, got {}", self.image_size)));
+        }
+        if self.accum_freq == 0 || (self.accum_freq > 1 && self.ranks > 1) {
+            return Err(bad(
+                "accum_freq",
+                format!("must be at least 1, and 1 with ranks > 1; got {}", self.accum_freq),
+            ));
         }
         if self.max_image_pixels == 0 {
             return Err(bad("max_image_pixels", "must be at least 1"));

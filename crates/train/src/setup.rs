@@ -143,7 +143,11 @@ pub(crate) fn model_and_optimizer(
     device: &Device,
     checkpoint: Option<&Path>,
 ) -> Result<(Clip, ClipOptimizer)> {
-    let mut model = Clip::new(model_config, config.seed, &device.clone().autodiff())?;
+    let train_device = match config.grad_checkpointing {
+        true => device.clone().autodiff().gradient_checkpointing(),
+        false => device.clone().autodiff(),
+    };
+    let mut model = Clip::new(model_config, config.seed, &train_device)?;
     let o = &config.optim;
     let settings = AdamWSettings {
         beta_1: o.beta1 as f32,

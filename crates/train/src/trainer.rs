@@ -15,7 +15,8 @@ use dissect_eval::EvalReport;
 use dissect_model::burn::module::Module;
 use dissect_model::burn::tensor::Device;
 use dissect_model::{
-    Clip, ClipBatch, ClipConfig, ClipOptimizer, ModelError, StepStats, model_to_bytes, score_batches, train_step_ranks,
+    Clip, ClipBatch, ClipConfig, ClipOptimizer, ModelError, StepStats, model_to_bytes, score_batches,
+    train_step_accumulated, train_step_ranks,
 };
 use dissect_select::{AutoWarmupEnd, RecordWriter, Selection, Selector, Strategy, auto_warmup_end};
 use rand_chacha::ChaCha8Rng;
@@ -330,7 +331,13 @@ impl Run {
         let trained_rows = rows.iter().map(ClipBatch::len).sum();
         let clip = (self.config.optim.max_grad_norm > 0.0).then_some(self.config.optim.max_grad_norm);
         let model = self.model.take().ok_or_else(stopped_after_failure)?;
-        match train_step_ranks(model, &mut self.optim, &rows, &self.devices[..rows.len()], lr, clip) {
+        let stepped = match rows.as_slice() {
+            [one] if self.config.accum_freq > 1 => {
+                train_step_accumulated(model, &mut self.optim, one, self.config.accum_freq, lr, clip)
+            }
+            _ => train_step_ranks(model, &mut self.optim, &rows, &self.devices[..rows.len()], lr, clip),
+        };
+        match stepped {
             Ok((model, stats)) => {
                 self.model = Some(model);
                 Ok((stats, trained_rows))

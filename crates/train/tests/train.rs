@@ -399,3 +399,19 @@ fn augmentation_is_seeded_and_scoring_takes_the_centre_crop() {
     };
     assert_eq!(step0(&a), step0(&plain), "the scoring pass takes the centre crops");
 }
+
+/// `accum_freq` reaches the step: the first step's loss (before any update) is the same with
+/// the selected rows in two micro-batches as in one.
+#[test]
+fn accumulation_keeps_the_steps_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let first_loss = |name: &str, accum_freq| {
+        let out = dir.path().join(name);
+        let base = config(&data, &out, Strategy::Full);
+        train(&TrainConfig { accum_freq, max_steps: Some(1), aug: Augmentation::None, ..base }, false).unwrap();
+        log_lines(&out)[0]["loss"].as_f64().unwrap()
+    };
+    let (one, two) = (first_loss("one", 1), first_loss("two", 2));
+    assert!((one - two).abs() < 1e-6, "{one} vs {two}");
+}
