@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use dissect_data::{DatasetManifest, PreprocessConfig};
-use dissect_train::{EvalSet, load_trained};
+use dissect_train::{EvalSet, ZeroShotFolder, ZeroShotTemplates, load_trained};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -29,6 +29,13 @@ pub struct EvalArgs {
     /// Images of more pixels (width x height) than this are skipped [default: PIL's 89478485].
     #[arg(long, default_value_t = dissect_data::DEFAULT_MAX_IMAGE_PIXELS)]
     max_image_pixels: u64,
+    /// A labelled image folder (one sub-folder per class) to score zero-shot as well.
+    #[arg(long)]
+    zeroshot_data: Option<PathBuf>,
+    /// Its templates: imagenet (open_clip's 80) or a file [default: the folder's templates.txt,
+    /// else "a photo of a {}."].
+    #[arg(long, requires = "zeroshot_data")]
+    zeroshot_templates: Option<String>,
 }
 
 pub fn run(args: &EvalArgs) -> Result<ExitCode> {
@@ -48,7 +55,12 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
         eprintln!("warning: {warning}");
     }
     let started = Instant::now();
-    let report = set.evaluate(&model, &config, &device, 0)?;
+    let mut report = set.evaluate(&model, &config, &device, 0)?;
+    if let Some(dir) = &args.zeroshot_data {
+        let templates = ZeroShotTemplates::from_setting(args.zeroshot_templates.as_deref());
+        let folder = ZeroShotFolder::load(dir, &templates, &tokenizer, &config, &preprocess, 2)?;
+        report.zero_shot_folder = Some(folder.evaluate(&model, &config, &device)?);
+    }
     println!("{} held-out pairs, evaluated in {:.1} s", report.images, started.elapsed().as_secs_f64());
     let scene = report.retrieval_scene.as_ref();
     let directions = [("image→text", &report.retrieval.image_to_text), ("text→image", &report.retrieval.text_to_image)]
@@ -61,8 +73,12 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
             m.r1, m.r5, m.r10, m.mean_rank, m.median_rank
         );
     }
-    if let Some(z) = &report.zero_shot {
-        println!("zero-shot top-1 {:.2}{}", z.top1, z.top5.map_or(String::new(), |t| format!("  top-5 {t:.2}")));
+    let folder = args.zeroshot_data.as_ref().map(|d| format!(" on {}", d.display()));
+    for (z, on) in [(&report.zero_shot, None), (&report.zero_shot_folder, folder)] {
+        if let Some(z) = z {
+            let top5 = z.top5.map_or(String::new(), |t| format!("  top-5 {t:.2}"));
+            println!("zero-shot{} top-1 {:.2}{top5}", on.unwrap_or_default(), z.top1);
+        }
     }
     println!("CLIPScore matched {:.2} vs random pairs {:.2}", report.clipscore.matched, report.clipscore.random);
     if let Some(path) = &args.json {

@@ -87,6 +87,14 @@ pub struct TrainOptions {
     /// Checkpoint every N steps (epoch ends always checkpoint).
     #[arg(long)]
     checkpoint_every: Option<u64>,
+    /// A labelled image folder (one sub-folder per class, as ImageNet's) scored zero-shot at
+    /// every evaluation.
+    #[arg(long)]
+    zeroshot_data: Option<PathBuf>,
+    /// Its templates: imagenet (open_clip's 80) or a file [default: the folder's templates.txt,
+    /// else "a photo of a {}."].
+    #[arg(long)]
+    zeroshot_templates: Option<String>,
     /// Reference run or checkpoint folder for the oracle strategies.
     #[arg(long)]
     reference: Option<PathBuf>,
@@ -302,6 +310,10 @@ mod tests {
             "--grad-checkpointing",
             "--init",
             &init,
+            "--zeroshot-data",
+            &init,
+            "--zeroshot-templates",
+            "imagenet",
         ];
         args.extend_from_slice(&FLAGS_AFTER_INIT);
         let config = Cli::parse_from(args).options.resolve(toml::Table::new()).unwrap();
@@ -310,6 +322,10 @@ mod tests {
         assert_eq!((config.val_data.as_deref(), config.image_size), (Some("v.tar"), 64));
         assert_eq!((config.max_image_pixels, config.aug), (4096, dissect_train::Augmentation::None));
         assert!(config.grad_checkpointing);
+        assert_eq!(
+            (config.zeroshot_data.as_deref().and_then(Path::to_str), config.zeroshot_templates.as_deref()),
+            (Some(init.as_str()), Some("imagenet"))
+        );
         // With one rank (the list above sets two, which accumulation refuses).
         let accum = Cli::parse_from(["x", "--accum-freq", "3"]).options.resolve(toml::Table::new()).unwrap();
         assert_eq!(accum.accum_freq, 3);

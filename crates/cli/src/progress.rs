@@ -89,7 +89,8 @@ impl Observer for Progress {
                 summary.mean_loss,
                 r.image_to_text.r1,
                 r.text_to_image.r1,
-                eval.zero_shot_top1().map_or(String::new(), |z| format!(", zero-shot {z:.1}")),
+                eval.zero_shot_top1().map_or(String::new(), |z| format!(", zero-shot {z:.1}"))
+                    + &eval.zero_shot_folder.map_or(String::new(), |z| format!(", zero-shot folder {:.1}", z.top1)),
                 summary
                     .noise
                     .and_then(|n| n.selected_noise_fraction)

@@ -560,3 +560,52 @@ fn an_open_clip_train_checkpoint_with_quick_gelu_starts_a_run() {
         serde_json::from_slice(&std::fs::read(dir.path().join("start/open_clip_config.json")).unwrap()).unwrap();
     assert_eq!(config["quick_gelu"], true);
 }
+
+/// A labelled folder (five classes of plain colours) scored zero-shot at every evaluation of a
+/// run and by `dissect eval`, with open_clip's ImageNet templates.
+#[test]
+fn zero_shot_on_a_labelled_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let generate = ["data", "generate", "noisy-shapes", "--out", "ns", "--train-size", "64", "--test-size", "16"];
+    ok(&dissect(&generate, dir.path()));
+    let colours = [("red", [255, 0, 0]), ("green", [0, 255, 0]), ("blue", [0, 0, 255]), ("white", [255; 3])];
+    for (name, rgb) in colours.into_iter().chain([("black", [0; 3])]) {
+        let class = dir.path().join("colours").join(name);
+        std::fs::create_dir_all(&class).unwrap();
+        for i in 0..2 {
+            let mut out = std::io::Cursor::new(Vec::new());
+            image::RgbImage::from_pixel(12, 12, image::Rgb(rgb)).write_to(&mut out, image::ImageFormat::Png).unwrap();
+            std::fs::write(class.join(format!("{i}.png")), out.into_inner()).unwrap();
+        }
+    }
+    let train = ok(&dissect(
+        &[
+            "train",
+            "--data",
+            "ns",
+            "--out",
+            "run",
+            "--model",
+            "micro",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "1",
+            "--strategy",
+            "full",
+            "--zeroshot-data",
+            "colours",
+            "--zeroshot-templates",
+            "imagenet",
+            "--no-progress",
+        ],
+        dir.path(),
+    ));
+    assert!(train.contains("zero-shot folder"), "{train}");
+    let log = std::fs::read_to_string(dir.path().join("run/log.jsonl")).unwrap();
+    let epoch: serde_json::Value = serde_json::from_str(log.lines().next_back().unwrap()).unwrap();
+    let folder = &epoch["summary"]["eval"]["zero_shot_folder"];
+    assert_eq!((folder["images"].as_u64(), folder["classes"].as_u64()), (Some(10), Some(5)), "{epoch}");
+    let eval = ok(&dissect(&["eval", "run", "--data", "ns", "--zeroshot-data", "colours"], dir.path()));
+    assert!(eval.contains("zero-shot on colours top-1") && eval.contains("top-5"), "{eval}");
+}

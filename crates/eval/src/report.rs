@@ -21,6 +21,9 @@ pub struct EvalReport {
     pub retrieval_scene: Option<RetrievalReport>,
     /// Zero-shot accuracy; `None` for data without class names and prompt templates.
     pub zero_shot: Option<ZeroShotReport>,
+    /// Zero-shot accuracy on a separate labelled image folder (`zeroshot_data`), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_shot_folder: Option<ZeroShotReport>,
     /// Mean CLIPScore of matched and of mismatched pairs.
     pub clipscore: ClipScoreReport,
     /// Held-out images encoded.

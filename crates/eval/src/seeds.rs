@@ -178,6 +178,7 @@ mod tests {
                 retrieval: RetrievalReport { image_to_text: direction(r1), text_to_image: direction(r1 + 2.0) },
                 retrieval_scene: None,
                 zero_shot: None,
+                zero_shot_folder: None,
                 clipscore: ClipScoreReport { matched: 30.0, random: 10.0, shift: 1 },
                 images: 10,
                 texts: 10,

@@ -147,6 +147,7 @@ mod tests {
                 retrieval,
                 retrieval_scene: None,
                 zero_shot: None,
+                zero_shot_folder: None,
                 clipscore: ClipScoreReport { matched: 30.0, random: 10.0, shift: 1 },
                 images: 100,
                 texts: 100,

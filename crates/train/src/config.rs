@@ -82,6 +82,12 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Evaluate on the held-out split every this many epochs (0: never; the last epoch always).
     pub eval_every: u32,
+    /// A labelled image folder (one sub-folder per class, as ImageNet's) scored zero-shot at
+    /// every evaluation, next to the held-out split.
+    pub zeroshot_data: Option<PathBuf>,
+    /// Its prompt templates: `imagenet` (open_clip's 80) or a file; by default the folder's
+    /// `templates.txt`, else `a photo of a {}.`.
+    pub zeroshot_templates: Option<String>,
     /// Run folder or checkpoint folder of the frozen reference model (oracle strategies).
     pub reference: Option<PathBuf>,
     /// Keep the per-sample score state (24 bytes a sample) in a memory-mapped file
@@ -239,6 +245,8 @@ impl Default for TrainConfig {
             checkpoint_every: 0,
             keep_checkpoints: 2,
             eval_every: 1,
+            zeroshot_data: None,
+            zeroshot_templates: None,
             reference: None,
             mapped_scores: false,
             track_scores: false,
@@ -252,10 +260,21 @@ impl Default for TrainConfig {
 }
 
 /// Settings a resumed run may change. The loader gives the same batches for any thread count,
-/// and the score state's storage does not change its values; a different device continues
-/// the run but gives up bit-equality with an unbroken one.
-const RESUMABLE_CHANGES: [&str; 8] =
-    ["out", "epochs", "max_steps", "checkpoint_every", "keep_checkpoints", "loader_threads", "device", "mapped_scores"];
+/// the score state's storage does not change its values, and the zero-shot folder is only
+/// evaluated; a different device continues the run but gives up bit-equality with an unbroken
+/// one.
+const RESUMABLE_CHANGES: [&str; 10] = [
+    "out",
+    "epochs",
+    "max_steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "loader_threads",
+    "device",
+    "mapped_scores",
+    "zeroshot_data",
+    "zeroshot_templates",
+];
 
 impl TrainConfig {
     /// Reads a TOML config; a wrong field or value is reported with its name and line.
@@ -302,7 +321,15 @@ impl TrainConfig {
         if let Some(init) = self.init.as_deref().filter(|p| !p.exists()) {
             return Err(bad("init", format!("{} does not exist", init.display())));
         }
-        Ok(())
+        if let Some(dir) = self.zeroshot_data.as_deref().filter(|d| !d.is_dir()) {
+            return Err(bad("zeroshot_data", format!("{} is not a folder", dir.display())));
+        }
+        match self.zeroshot_templates.as_deref() {
+            Some(file) if file != "imagenet" && !Path::new(file).is_file() => {
+                Err(bad("zeroshot_templates", format!("{file} is neither `imagenet` nor a file")))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn validate_budget(&self) -> Result<()> {

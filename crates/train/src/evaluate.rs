@@ -158,7 +158,7 @@ impl EvalSet {
             }
             _ => None,
         };
-        Ok(EvalReport { retrieval, retrieval_scene, zero_shot, clipscore, images: n, texts: n })
+        Ok(EvalReport { retrieval, retrieval_scene, zero_shot, zero_shot_folder: None, clipscore, images: n, texts: n })
     }
 }
 

@@ -18,6 +18,7 @@ mod schedule;
 mod setup;
 mod stop;
 mod trainer;
+mod zeroshot;
 
 pub use checkpoint::{TrainerState, latest_checkpoint, load_model_config, load_trained, read_trainer_state};
 pub use compare::{CompareObserver, ComparisonReport, ComparisonRows, compare, strategy_result};
@@ -33,3 +34,4 @@ pub use observer::{Observer, RunStart};
 pub use schedule::{LrScheduler, Schedule, cosine_lr};
 pub use stop::StopSignal;
 pub use trainer::{Ending, Run, RunOutcome, train, train_with};
+pub use zeroshot::{ZeroShotFolder, ZeroShotTemplates};

@@ -35,6 +35,7 @@ use crate::reference::{self, Reference};
 use crate::schedule::Schedule;
 use crate::setup;
 use crate::stop::StopSignal;
+use crate::zeroshot::{ZeroShotFolder, ZeroShotTemplates};
 
 /// What a finished, stopped or interrupted run reports (also written as `summary.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +113,8 @@ pub struct Run {
     preprocess: PreprocessConfig,
     /// Loaded on first use: a finished run re-opened only to report never pays for it.
     eval_set: Option<EvalSet>,
+    /// The labelled folder of `zeroshot_data`, loaded at the first evaluation.
+    zeroshot: Option<ZeroShotFolder>,
     tokenizer: Arc<TextTokenizer>,
     model_config: ClipConfig,
     /// Rank devices; rank 0's holds the model, the optimiser and evaluation.
@@ -164,6 +167,7 @@ impl Run {
             loader,
             preprocess,
             eval_set: None,
+            zeroshot: None,
             tokenizer,
             model_config,
             devices,
@@ -453,9 +457,27 @@ impl Run {
             }
             self.eval_set = Some(set);
         }
-        let (set, model) = (self.eval_set.as_ref().ok_or_else(stopped_after_failure)?, self.model()?);
+        let (set, model) = (self.eval_set.as_ref().ok_or_else(stopped_after_failure)?, self.model()?.valid());
         observer.evaluating(self.state.epoch, set.len());
-        set.evaluate(&model.valid(), &self.model_config, &self.devices[0], self.config.seed)
+        let mut report = set.evaluate(&model, &self.model_config, &self.devices[0], self.config.seed)?;
+        if let Some(dir) = &self.config.zeroshot_data {
+            if self.zeroshot.is_none() {
+                let templates = ZeroShotTemplates::from_setting(self.config.zeroshot_templates.as_deref());
+                let threads = self.config.loader_threads;
+                let folder = ZeroShotFolder::load(
+                    dir,
+                    &templates,
+                    &self.tokenizer,
+                    &self.model_config,
+                    &self.preprocess,
+                    threads,
+                )?;
+                self.zeroshot = Some(folder);
+            }
+            let folder = self.zeroshot.as_ref().ok_or_else(stopped_after_failure)?;
+            report.zero_shot_folder = Some(folder.evaluate(&model, &self.model_config, &self.devices[0])?);
+        }
+        Ok(report)
     }
 
     /// Writes a checkpoint of the whole state (flushing logs and records first, so their
