@@ -41,12 +41,13 @@ pub struct TrainOptions {
     /// [default: PIL's 89478485].
     #[arg(long)]
     max_image_pixels: Option<u64>,
-    /// Model preset (micro, tiny, small, vit-b-32, rn-tiny, rn50) or an open_clip model-config JSON file.
+    /// Model preset (micro, tiny, small, vit-b-32, rn-tiny, rn50; each also as NAME-quickgelu) or
+    /// an open_clip model-config JSON file.
     #[arg(long)]
     model: Option<String>,
     /// Start from these weights: a dissect run or checkpoint folder, or open_clip's state
-    /// dict as .safetensors (with --model its config JSON). Convert a PyTorch .pt with
-    /// `safetensors.torch.save_file(model.state_dict(), "x.safetensors")`.
+    /// dict as .safetensors or PyTorch's .pt/.pth/.bin (a state dict or an open_clip_train
+    /// checkpoint; with --model its config JSON).
     #[arg(long)]
     init: Option<PathBuf>,
     /// A tokenizer.json to use instead of training a BPE on the captions.

@@ -6,7 +6,10 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ModelError {
     /// A preset name that does not exist.
-    #[error("unknown model preset {0:?} (expected one of micro, tiny, small, vit-b-32, rn-tiny, rn50)")]
+    #[error(
+        "unknown model preset {0:?} (expected one of micro, tiny, small, vit-b-32, rn-tiny, rn50, each also as \
+         NAME-quickgelu, or an open_clip model-config .json)"
+    )]
     UnknownPreset(String),
     /// A config dimension that cannot build a model.
     #[error("invalid model config: {field}: {reason}")]

@@ -169,3 +169,18 @@ fn a_missing_extra_or_misshapen_tensor_is_named() {
     assert!(!resnet.bn1.running_mean.val().is_require_grad());
     assert!(resnet.bn1.weight.val().is_require_grad());
 }
+
+/// open_clip's `-quickgelu` model names: the preset's dimensions with QuickGELU; its config
+/// round-trips through open_clip's JSON (`"quick_gelu": true`) and our TOML.
+#[test]
+fn quickgelu_preset_names() {
+    let quick = ClipConfig::preset("ViT-B-32-quickgelu").unwrap();
+    assert_eq!(quick, ClipConfig { quick_gelu: true, ..ClipConfig::vit_b_32() });
+    assert!(ClipConfig::preset("rn50-quickgelu").unwrap().quick_gelu);
+    let json = serde_json::to_string(&OpenClipConfig::from_clip_config(&quick)).unwrap();
+    assert!(json.contains("\"quick_gelu\":true"), "{json}");
+    assert_eq!(OpenClipConfig::from_json(&json).unwrap().to_clip_config().unwrap(), quick);
+    assert_eq!(ClipConfig::from_toml_str(&quick.to_toml_string().unwrap()).unwrap(), quick);
+    assert!(!ClipConfig::vit_b_32().to_toml_string().unwrap().contains("quick_gelu"), "old model.toml files unchanged");
+    assert!(ClipConfig::preset("vit-b-32-gelu").is_err());
+}
