@@ -288,6 +288,20 @@ impl TrainConfig {
         Ok(config)
     }
 
+    /// A run folder's resolved `config.toml`. A run written before a setting existed gets the
+    /// value it trained with: `aug = "none"` (augmentation came later, on by default), so that
+    /// resuming it with augmentation is refused by name rather than silently changing it.
+    pub(crate) fn from_run_folder(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+        table.entry("aug").or_insert_with(|| toml::Value::String("none".into()));
+        let config: TrainConfig =
+            table.try_into().map_err(|e: toml::de::Error| TrainError::Config(format!("{}: {e}", path.display())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Parses a TOML config without validating it (see [`TrainConfig::validate`]).
     pub fn from_toml_str(text: &str) -> Result<Self> {
         toml::from_str(text).map_err(|e| TrainError::Config(e.to_string()))
@@ -626,5 +640,20 @@ mod tests {
         assert!(more_epochs.check_resumable_from(&saved).is_ok());
         let err = config.check_resumable_from(&saved).unwrap_err().to_string();
         assert!(err.starts_with("config: selection.rate: the run in"), "{err}");
+    }
+
+    #[test]
+    fn a_run_folder_from_before_augmentation_resumes_only_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let mut old = TrainConfig::default().to_table().unwrap();
+        old.remove("aug");
+        std::fs::write(&path, toml::to_string(&old).unwrap()).unwrap();
+        let saved = TrainConfig::from_run_folder(&path).unwrap();
+        assert_eq!(saved.aug, Augmentation::None);
+        let err = TrainConfig::default().check_resumable_from(&saved).unwrap_err().to_string();
+        assert!(err.contains("aug"), "{err}");
+        let without = TrainConfig { aug: Augmentation::None, ..TrainConfig::default() };
+        assert!(without.check_resumable_from(&saved).is_ok());
     }
 }

@@ -25,7 +25,7 @@ struct RunState {
 
 impl RunState {
     fn open(run: &Path) -> Result<Self> {
-        let config = TrainConfig::from_toml_file(&RunFiles::new(run).config())?;
+        let config = TrainConfig::from_run_folder(&RunFiles::new(run).config())?;
         let (manifest, data_dir) = load_data(&config)?;
         let checkpoint = latest_checkpoint(run)?.ok_or_else(|| TrainError::Checkpoint {
             path: run.into(),

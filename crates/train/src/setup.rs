@@ -28,7 +28,7 @@ pub(crate) fn prepare_folder(config: &TrainConfig, files: &RunFiles, resume: boo
     std::fs::create_dir_all(root).map_err(|e| TrainError::io(root, e))?;
     let latest = latest_checkpoint(root)?;
     match (&latest, resume) {
-        (Some(_), true) => config.check_resumable_from(&TrainConfig::from_toml_file(&files.config())?)?,
+        (Some(_), true) => config.check_resumable_from(&TrainConfig::from_run_folder(&files.config())?)?,
         (Some(_), false) if files.config().exists() => {
             return Err(TrainError::Config(format!(
                 "out: {} already holds a run; pass --resume to continue it, or choose another folder",
