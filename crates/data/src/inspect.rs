@@ -72,7 +72,8 @@ impl std::fmt::Display for InspectReport {
         if self.duplicate_images.any() || self.duplicate_captions.any() {
             writeln!(
                 f,
-                "  as a held-out split these make retrieval ambiguous: a query tied with a wrong answer counts as a miss"
+                "  on a held-out split identical images tie in retrieval, and a tie with a wrong answer counts as a \
+                 miss; identical caption strings are one shared answer, captions differing in case or spacing tie"
             )?;
         }
         writeln!(f, "caption length (words):")?;

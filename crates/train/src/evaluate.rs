@@ -32,7 +32,8 @@ pub struct EvalSet {
     prompt_tokens: Option<(Vec<u32>, Vec<usize>, usize)>,
     /// Held-out images identical after preprocessing.
     duplicate_images: DuplicateGroups,
-    /// Held-out captions identical after tokenization.
+    /// Held-out captions identical after tokenization though written differently (identical
+    /// strings are one shared answer in the metric, so they are not ambiguous).
     duplicate_captions: DuplicateGroups,
 }
 
@@ -71,8 +72,7 @@ impl EvalSet {
             None
         };
         let duplicate_images = DuplicateGroups::of(images.chunks_exact(image_len).map(content_key));
-        let duplicate_captions =
-            DuplicateGroups::of(encoded.ids.chunks_exact(model.text.context_length).map(content_key));
+        let duplicate_captions = differently_written_twins(&captions, &encoded.ids, model.text.context_length);
         Ok(EvalSet {
             duplicate_images,
             duplicate_captions,
@@ -88,14 +88,16 @@ impl EvalSet {
         })
     }
 
-    /// A warning when held-out images are identical after preprocessing or captions after
-    /// tokenization: retrieval cannot tell them apart, and every tie counts against the query.
+    /// A warning when held-out images are identical after preprocessing or differently written
+    /// captions identical after tokenization: retrieval cannot tell them apart, and every tie
+    /// counts against the query.
     pub fn ambiguity_warning(&self) -> Option<String> {
         let (images, captions) = (self.duplicate_images, self.duplicate_captions);
         (images.any() || captions.any()).then(|| {
             format!(
                 "the held-out split is ambiguous for retrieval: images identical after preprocessing: {images}; \
-                 captions identical after tokenization: {captions} (of {} pairs; a tie with a wrong answer counts as a miss)",
+                 differently written captions identical after tokenization: {captions} (of {} pairs; a tie with a \
+                 wrong answer counts as a miss)",
                 self.len()
             )
         })
@@ -160,6 +162,17 @@ impl EvalSet {
         };
         Ok(EvalReport { retrieval, retrieval_scene, zero_shot, zero_shot_folder: None, clipscore, images: n, texts: n })
     }
+}
+
+/// Captions whose token rows equal another caption's that is written differently: grouped by
+/// token row, counting only the groups of two or more distinct strings.
+fn differently_written_twins(captions: &[String], tokens: &[u32], context_len: usize) -> DuplicateGroups {
+    let keys: Vec<u64> = tokens.chunks_exact(context_len).map(content_key).collect();
+    let mut spellings: std::collections::HashMap<u64, std::collections::HashSet<&str>> = Default::default();
+    for (key, caption) in keys.iter().zip(captions) {
+        spellings.entry(*key).or_default().insert(caption.as_str());
+    }
+    DuplicateGroups::of(keys.into_iter().filter(|key| spellings[key].len() > 1))
 }
 
 /// A noisy-shapes object: its fields by name (`shape`, `color`, `size`, `position`).
@@ -244,5 +257,15 @@ mod tests {
         // Data without objects: its class alone, or nothing.
         assert_eq!(accepted_classes(&meta(r#"{"class":7}"#)), Some(vec![7]));
         assert_eq!((key(&meta("{}")), accepted_classes(&meta("{}"))), (None, None));
+    }
+
+    #[test]
+    fn only_differently_written_captions_that_tokenize_alike_are_twins() {
+        // Rows of two tokens: "a" and "a" are one answer; "A b" and "a b" tokenize alike but
+        // are written differently; "c" is alone.
+        let captions: Vec<String> = ["a", "a", "A b", "a b", "c"].map(String::from).to_vec();
+        let tokens = [1u32, 0, 1, 0, 1, 2, 1, 2, 3, 0];
+        let twins = differently_written_twins(&captions, &tokens, 2);
+        assert_eq!(twins, DuplicateGroups { duplicated: 2, groups: 1, largest: 2 });
     }
 }
