@@ -262,15 +262,9 @@ impl Run {
         let started = Instant::now();
         let ranks = rank_slices(batch.len(), self.devices.len());
         let hosts = rank_batches(batch, &batch.images, &ranks, &self.model_config, &self.devices)?;
-        // With augmentation the scoring pass takes the centre crops, so a pair's score
-        // history does not follow its random crops.
-        let scoring_hosts = match &batch.deterministic_images {
-            Some(images) => Some(rank_batches(batch, images, &ranks, &self.model_config, &self.devices)?),
-            None => None,
-        };
 
         let clock = Instant::now();
-        let scores = self.score(batch, &ranks, scoring_hosts.as_deref().unwrap_or(&hosts))?;
+        let scores = self.score(batch, &ranks, &hosts)?;
         let scoring = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
@@ -300,12 +294,19 @@ impl Run {
     }
 
     /// The scoring pass of the model being trained (when the strategy or `track_scores` needs
-    /// it) and the reference model's scores (oracle strategies), per rank.
+    /// it) and the reference model's scores (oracle strategies), per rank. With augmentation
+    /// both take the centre crops, not the training `hosts`, so a pair's score history does not
+    /// follow its random crops.
     fn score(&self, batch: &Batch, ranks: &[std::ops::Range<usize>], hosts: &[ClipBatch]) -> Result<RankScores> {
         let needs = self.config.selection.strategy.needs();
         // An `auto` warm-up is judged on every step's scores, so it needs the pass too.
         let current =
             if needs.clip_scores || needs.losses || self.config.track_scores || self.selector.awaits_warmup_end() {
+                let centre = match &batch.deterministic_images {
+                    Some(images) => Some(rank_batches(batch, images, ranks, &self.model_config, &self.devices)?),
+                    None => None,
+                };
+                let hosts = centre.as_deref().unwrap_or(hosts);
                 Some(score_batches(self.model()?, hosts, &self.devices[..hosts.len()])?)
             } else {
                 None
