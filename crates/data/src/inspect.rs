@@ -4,8 +4,7 @@ use serde::Serialize;
 
 use crate::decode::decode;
 use crate::duplicates::{DuplicateGroups, caption_key, content_key};
-use crate::error::DataError;
-use crate::error::Result;
+use crate::error::{DataError, Result};
 use crate::loader::{SkipReason, skip_reason};
 use crate::preprocess::{PreprocessConfig, preprocess_rgb};
 use crate::shard::{ShardReader, ShardSet};

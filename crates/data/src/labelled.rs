@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{DataError, Result};
+use crate::lines::{map_in_chunks, read_lines};
 use crate::preprocess::{PreprocessConfig, decode_and_preprocess};
 use crate::shard::IMAGE_EXTS;
 
@@ -36,7 +37,7 @@ pub struct LabelledImages {
 /// it with `preprocess`'s centre crop, on `threads` threads.
 pub fn load_labelled_folder(dir: &Path, preprocess: &PreprocessConfig, threads: usize) -> Result<LabelledImages> {
     let classes = class_folders(dir)?;
-    let class_names = match read_lines(&dir.join(CLASSNAMES_FILE))? {
+    let class_names = match read_lines_if_there(&dir.join(CLASSNAMES_FILE))? {
         Some(names) if names.len() == classes.len() => names,
         Some(names) => {
             return Err(DataError::Input {
@@ -46,14 +47,17 @@ pub fn load_labelled_folder(dir: &Path, preprocess: &PreprocessConfig, threads: 
         }
         None => classes.iter().map(|c| folder_name(c).replace('_', " ")).collect(),
     };
-    let templates = read_lines(&dir.join(TEMPLATES_FILE))?.unwrap_or_else(|| vec!["a photo of a {}.".into()]);
+    let templates = read_lines_if_there(&dir.join(TEMPLATES_FILE))?.unwrap_or_else(|| vec!["a photo of a {}.".into()]);
     let files: Vec<(PathBuf, usize)> = classes
         .iter()
         .enumerate()
         .flat_map(|(label, class)| images_in(class).into_iter().map(move |file| (file, label)))
         .collect();
     let centre = PreprocessConfig { random_resized_crop: None, ..preprocess.clone() };
-    let decoded = decode_all(&files, &centre, threads);
+    let decoded = map_in_chunks(&files, threads, |(file, _)| {
+        let bytes = std::fs::read(file).ok()?;
+        decode_and_preprocess(&bytes, &centre, 0).ok()
+    })?;
     let mut out = LabelledImages { class_names, templates, images: Vec::new(), labels: Vec::new(), skipped: 0 };
     for (pixels, (_, label)) in decoded.into_iter().zip(&files) {
         match pixels {
@@ -97,35 +101,9 @@ fn images_in(class: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Non-empty trimmed lines of a file, `None` when it does not exist.
-fn read_lines(path: &Path) -> Result<Option<Vec<String>>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(DataError::io(path, e)),
-    }
-}
-
-/// Every file decoded and preprocessed (`None`: unreadable or undecodable), in order.
-fn decode_all(files: &[(PathBuf, usize)], cfg: &PreprocessConfig, threads: usize) -> Vec<Option<Vec<f32>>> {
-    let chunk = files.len().div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(file, _)| {
-                            let bytes = std::fs::read(file).ok()?;
-                            decode_and_preprocess(&bytes, cfg, 0).ok()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        // A panicking decode thread is a bug here, not bad input: propagate it.
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-    })
+/// [`read_lines`] of an optional file: `None` when it is not there.
+fn read_lines_if_there(path: &Path) -> Result<Option<Vec<String>>> {
+    path.exists().then(|| read_lines(path)).transpose()
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
+use crate::lines::map_in_chunks;
 use crate::preprocess::{PreprocessConfig, decode_and_preprocess, decode_and_preprocess_views};
 use crate::shard::{RawSample, SampleMeta, Shard, ShardReader, ShardSet};
 use crate::tokenizer::{TextTokenizer, TokenBatch};
@@ -572,33 +573,16 @@ pub fn load_all(
             true
         });
     }
-    let chunk = raws.len().div_ceil(threads.max(1)).max(1);
-    let decoded: Vec<Vec<Option<DecodedSample>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = raws
-            .chunks(chunk)
-            .map(|part| {
-                let cfg = &cfg;
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|r| {
-                            decode_and_preprocess(&r.image, cfg, 0).ok().map(|image| DecodedSample {
-                                index: r.index,
-                                image,
-                                caption: r.caption.clone(),
-                                meta: r.meta.clone(),
-                            })
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().map_err(|_| DataError::Invalid("decode thread panicked".into())))
-            .collect::<Result<_>>()
+    let decoded = map_in_chunks(&raws, threads, |r| {
+        decode_and_preprocess(&r.image, &cfg, 0).ok().map(|image| DecodedSample {
+            index: r.index,
+            image,
+            caption: r.caption.clone(),
+            meta: r.meta.clone(),
+        })
     })?;
     let mut out = Vec::with_capacity(raws.len());
-    for d in decoded.into_iter().flatten() {
+    for d in decoded {
         match d {
             Some(s) => out.push(s),
             None => stats.skipped_corrupt_image += 1,

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::decode::{DEFAULT_MAX_IMAGE_PIXELS, decode};
 use crate::error::{DataError, Result};
+use crate::lines::read_lines;
 use crate::manifest::{DatasetManifest, HeadlineMetric};
 use crate::noise::inject_noise;
 use crate::shard::{IMAGE_EXTS, SampleMeta, SampleOut, ShardWriter};
@@ -148,8 +149,8 @@ impl Collected {
 /// Packs the input into a complete dataset folder (see the module docs).
 pub fn pack(opts: &PackOptions) -> Result<PackReport> {
     check_options(opts)?;
-    let classes = read_lines(opts.classes.as_deref())?;
-    let templates = match read_lines(opts.templates.as_deref())? {
+    let classes = opts.classes.as_deref().map(read_lines).transpose()?.unwrap_or_default();
+    let templates = match opts.templates.as_deref().map(read_lines).transpose()?.unwrap_or_default() {
         t if t.is_empty() && !classes.is_empty() => vec!["a photo of a {}.".to_string()],
         t => t,
     };
@@ -333,13 +334,6 @@ fn keep_decodable(collected: &mut Collected, max_image_pixels: u64) {
 
 fn extension(path: &Path) -> Option<String> {
     path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase())
-}
-
-/// Lines of a small text file (classes, templates), trimmed, blank lines dropped.
-fn read_lines(path: Option<&Path>) -> Result<Vec<String>> {
-    let Some(path) = path else { return Ok(Vec::new()) };
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
 }
 
 /// Class labels (names, or 0-based indices) to class indices.

@@ -223,28 +223,26 @@ pub struct ImageViews {
 /// Decodes once and preprocesses into both views of [`ImageViews`]; `seed` drives the crop.
 pub fn decode_and_preprocess_views(bytes: &[u8], cfg: &PreprocessConfig, seed: u64) -> Result<ImageViews> {
     let rgb = decode(bytes, cfg.max_image_pixels)?;
-    let mut train = vec![0.0; cfg.image_len()];
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    preprocess_rgb(&rgb, cfg, Some(&mut rng), &mut train)?;
+    let train = preprocess_new(&rgb, cfg, Some(seed))?;
     let deterministic = match cfg.random_resized_crop {
-        Some(_) => {
-            let mut centre = vec![0.0; cfg.image_len()];
-            preprocess_rgb(&rgb, cfg, None, &mut centre)?;
-            Some(centre)
-        }
+        Some(_) => Some(preprocess_new(&rgb, cfg, None)?),
         None => None,
     };
     Ok(ImageViews { train, deterministic })
 }
 
+/// [`preprocess_rgb`] into a new tensor; `seed` drives the random crop (`None`: centre crop).
+fn preprocess_new(rgb: &RgbImage, cfg: &PreprocessConfig, seed: Option<u64>) -> Result<Vec<f32>> {
+    let mut out = vec![0.0; cfg.image_len()];
+    let mut rng = seed.map(ChaCha8Rng::seed_from_u64);
+    preprocess_rgb(rgb, cfg, rng.as_mut(), &mut out)?;
+    Ok(out)
+}
+
 /// Decodes and preprocesses into a new CHW tensor. `seed` drives the random crop when enabled,
 /// so the same sample, epoch and seed always give the same crop whatever thread does the work.
 pub fn decode_and_preprocess(bytes: &[u8], cfg: &PreprocessConfig, seed: u64) -> Result<Vec<f32>> {
-    let rgb = decode(bytes, cfg.max_image_pixels)?;
-    let mut out = vec![0.0; cfg.image_len()];
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    preprocess_rgb(&rgb, cfg, Some(&mut rng), &mut out)?;
-    Ok(out)
+    preprocess_new(&decode(bytes, cfg.max_image_pixels)?, cfg, Some(seed))
 }
 
 #[cfg(test)]

@@ -130,18 +130,6 @@ impl Augmentation {
     }
 }
 
-impl std::str::FromStr for Augmentation {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "open-clip" => Ok(Augmentation::OpenClip),
-            "none" => Ok(Augmentation::None),
-            other => Err(format!("unknown augmentation {other:?} (open-clip or none)")),
-        }
-    }
-}
-
 /// AdamW (open_clip's betas and epsilon by default) with a linear warm-up, then one of
 /// open_clip_train's learning-rate schedules, and global gradient-norm clipping.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -279,25 +267,28 @@ const RESUMABLE_CHANGES: [&str; 10] = [
 impl TrainConfig {
     /// Reads a TOML config; a wrong field or value is reported with its name and line.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        let config = Self::from_toml_str(&text).map_err(|e| match e {
-            TrainError::Config(why) => TrainError::Config(format!("{}: {why}", path.display())),
-            other => other,
-        })?;
-        config.validate()?;
-        Ok(config)
+        Self::read_validated(path, Self::from_toml_str)
     }
 
     /// A run folder's resolved `config.toml`. A run written before a setting existed gets the
     /// value it trained with: `aug = "none"` (augmentation came later, on by default), so that
     /// resuming it with augmentation is refused by name rather than silently changing it.
     pub(crate) fn from_run_folder(path: &Path) -> Result<Self> {
+        Self::read_validated(path, |text| {
+            let mut table: toml::Table = toml::from_str(text).map_err(|e| TrainError::Config(e.to_string()))?;
+            table.entry("aug").or_insert_with(|| toml::Value::String("none".into()));
+            Self::from_table(table)
+        })
+    }
+
+    /// Reads `path`, parses it with `parse` (its config errors prefixed with the path) and
+    /// validates the result.
+    fn read_validated(path: &Path, parse: impl FnOnce(&str) -> Result<Self>) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
-        table.entry("aug").or_insert_with(|| toml::Value::String("none".into()));
-        let config: TrainConfig =
-            table.try_into().map_err(|e: toml::de::Error| TrainError::Config(format!("{}: {e}", path.display())))?;
+        let config = parse(&text).map_err(|e| match e {
+            TrainError::Config(why) => TrainError::Config(format!("{}: {why}", path.display())),
+            other => other,
+        })?;
         config.validate()?;
         Ok(config)
     }

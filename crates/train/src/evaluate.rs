@@ -20,7 +20,6 @@ const ENCODE_BATCH: usize = 256;
 /// A held-out split loaded once and tokenized, ready to be encoded after every epoch.
 pub struct EvalSet {
     images: Vec<f32>,
-    image_len: usize,
     captions: Vec<String>,
     /// Each sample's scene, when the data describes it (noisy-shapes' `objects`).
     scenes: Option<Vec<String>>,
@@ -77,7 +76,6 @@ impl EvalSet {
             duplicate_images,
             duplicate_captions,
             images,
-            image_len,
             captions,
             scenes,
             tokens: encoded.ids,
@@ -116,22 +114,8 @@ impl EvalSet {
     /// Encode everything with `model` (an inference model: call `.valid()` first) and score it.
     pub fn evaluate(&self, model: &Clip, config: &ClipConfig, device: &Device, seed: u64) -> Result<EvalReport> {
         let n = self.len();
-        let side = config.image_size();
-        let mut image_features = Vec::new();
-        let mut text_features = Vec::new();
-        for start in (0..n).step_by(ENCODE_BATCH) {
-            let end = (start + ENCODE_BATCH).min(n);
-            let b = end - start;
-            let images = Tensor::<4>::from_data(
-                TensorData::new(
-                    self.images[start * self.image_len..end * self.image_len].to_vec(),
-                    [b, config.channels(), side, side],
-                ),
-                device,
-            );
-            image_features.extend(to_host(model.encode_image(images))?);
-            text_features.extend(encode_text(model, &self.tokens, &self.eot, self.context_len, start, end, device)?);
-        }
+        let image_features = encode_images(model, &self.images, config, device)?;
+        let text_features = encode_texts(model, &self.tokens, &self.eot, self.context_len, device)?;
         let dim = config.embed_dim;
         let img = Features::new("image features", &image_features, dim)?;
         let txt = Features::new("text features", &text_features, dim)?;
@@ -148,12 +132,7 @@ impl EvalSet {
         let clipscore = clip_score_matched_vs_random(img, txt, seed)?;
         let zero_shot = match (&self.labels, &self.prompt_tokens) {
             (Some(labels), Some((tokens, eot, templates))) => {
-                let rows = eot.len();
-                let mut prompt_features = Vec::new();
-                for start in (0..rows).step_by(ENCODE_BATCH) {
-                    let end = (start + ENCODE_BATCH).min(rows);
-                    prompt_features.extend(encode_text(model, tokens, eot, self.context_len, start, end, device)?);
-                }
+                let prompt_features = encode_texts(model, tokens, eot, self.context_len, device)?;
                 let prompts = Features::new("prompt features", &prompt_features, dim)?;
                 let accepted: Vec<&[usize]> = labels.iter().map(Vec::as_slice).collect();
                 Some(zero_shot_accuracy_any(img, prompts, *templates, &accepted)?)
@@ -206,6 +185,35 @@ fn accepted_classes(class: Option<u32>, objects: Option<&[&SceneObject]>) -> Opt
         }
         _ => class.map(|c| vec![c as usize]),
     }
+}
+
+/// The features of `images` (CHW rows of the model's input size), `ENCODE_BATCH` at a time.
+pub(crate) fn encode_images(model: &Clip, images: &[f32], config: &ClipConfig, device: &Device) -> Result<Vec<f32>> {
+    let side = config.image_size();
+    let image_len = config.channels() * side * side;
+    let mut features = Vec::new();
+    for chunk in images.chunks(ENCODE_BATCH * image_len) {
+        let data = TensorData::new(chunk.to_vec(), [chunk.len() / image_len, config.channels(), side, side]);
+        features.extend(to_host(model.encode_image(Tensor::<4>::from_data(data, device)))?);
+    }
+    Ok(features)
+}
+
+/// The features of every token row (`eot` gives each row's end-of-text position),
+/// `ENCODE_BATCH` rows at a time.
+pub(crate) fn encode_texts(
+    model: &Clip,
+    tokens: &[u32],
+    eot: &[usize],
+    context_len: usize,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    let mut features = Vec::new();
+    for start in (0..eot.len()).step_by(ENCODE_BATCH) {
+        let end = (start + ENCODE_BATCH).min(eot.len());
+        features.extend(encode_text(model, tokens, eot, context_len, start, end, device)?);
+    }
+    Ok(features)
 }
 
 fn encode_text(

@@ -4,12 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use dissect_data::{OPENAI_IMAGENET_TEMPLATES, PreprocessConfig, TextTokenizer, load_labelled_folder};
+use dissect_data::{OPENAI_IMAGENET_TEMPLATES, PreprocessConfig, TextTokenizer, load_labelled_folder, read_lines};
 use dissect_eval::{Features, ZeroShotReport, zero_shot_accuracy};
-use dissect_model::burn::tensor::{Device, Int, Tensor, TensorData};
+use dissect_model::burn::tensor::Device;
 use dissect_model::{Clip, ClipConfig};
 
 use crate::error::{Result, TrainError};
+use crate::evaluate::{encode_images, encode_texts};
 
 /// Which prompt templates the class names go into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,13 +58,7 @@ impl ZeroShotFolder {
         let templates: Vec<String> = match templates {
             ZeroShotTemplates::Folder => folder.templates,
             ZeroShotTemplates::OpenAiImageNet => OPENAI_IMAGENET_TEMPLATES.lines().map(String::from).collect(),
-            ZeroShotTemplates::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| TrainError::io(path, e))?
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect(),
+            ZeroShotTemplates::File(path) => read_lines(path)?,
         };
         if templates.is_empty() {
             return Err(TrainError::Config("zeroshot_templates: no template".into()));
@@ -84,33 +79,10 @@ impl ZeroShotFolder {
 
     /// Top-1 and top-5 accuracy of `model` (an inference model) on the folder.
     pub fn evaluate(&self, model: &Clip, config: &ClipConfig, device: &Device) -> Result<ZeroShotReport> {
-        let side = config.image_size();
-        let image_len = config.channels() * side * side;
-        let mut image_features = Vec::new();
-        for chunk in self.images.chunks(ENCODE_BATCH * image_len) {
-            let b = chunk.len() / image_len;
-            let data = TensorData::new(chunk.to_vec(), [b, config.channels(), side, side]);
-            image_features.extend(host(model.encode_image(Tensor::<4>::from_data(data, device)))?);
-        }
-        let mut prompt_features = Vec::new();
-        for (tokens, eot) in
-            self.prompt_tokens.chunks(ENCODE_BATCH * self.context_len).zip(self.prompt_eot.chunks(ENCODE_BATCH))
-        {
-            let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
-            let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [eot.len(), self.context_len]), device);
-            let eot: Vec<i64> = eot.iter().map(|&p| p as i64).collect();
-            let eot = Tensor::<1, Int>::from_data(TensorData::new(eot.clone(), [eot.len()]), device);
-            prompt_features.extend(host(model.encode_text(tokens, eot))?);
-        }
+        let image_features = encode_images(model, &self.images, config, device)?;
+        let prompt_features = encode_texts(model, &self.prompt_tokens, &self.prompt_eot, self.context_len, device)?;
         let images = Features::new("zero-shot image features", &image_features, config.embed_dim)?;
         let prompts = Features::new("zero-shot prompt features", &prompt_features, config.embed_dim)?;
         Ok(zero_shot_accuracy(images, prompts, self.templates, &self.labels)?)
     }
-}
-
-const ENCODE_BATCH: usize = 256;
-
-fn host(t: Tensor<2>) -> Result<Vec<f32>> {
-    t.try_into_vec_as::<f32>()
-        .map_err(|e| TrainError::Model(dissect_model::ModelError::Data(format!("reading features: {e:?}"))))
 }
