@@ -31,6 +31,11 @@ pub struct CompareArgs {
 }
 
 pub fn run(args: &CompareArgs) -> Result<ExitCode> {
+    if dissect_dist::Rendezvous::from_env()?.is_some() {
+        anyhow::bail!(
+            "compare runs in one process; in a job of several processes launch `dissect train --strategy S` once per strategy"
+        );
+    }
     let config = args.options.resolve(toml::Table::new())?;
     let strategies = match args.strategies.as_slice() {
         [] => Strategy::without_reference().collect(),

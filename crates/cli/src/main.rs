@@ -11,6 +11,7 @@ mod data;
 mod demo;
 mod eval;
 mod interrupt;
+mod job;
 mod options;
 mod progress;
 mod simulate;

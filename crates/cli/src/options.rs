@@ -71,7 +71,7 @@ pub struct TrainOptions {
     /// Passes over the training split.
     #[arg(long)]
     epochs: Option<u32>,
-    /// Rows per batch before selection (all ranks together).
+    /// Rows per batch before selection (all processes of a job together).
     #[arg(long)]
     batch_size: Option<usize>,
     /// Train the selected rows in N micro-batches, the loss still over all of them
@@ -109,10 +109,21 @@ pub struct TrainOptions {
     /// with `--features cuda`.
     #[arg(long)]
     device: Option<String>,
-    /// Data-parallel ranks: one GPU each from --device (cuda:K or tch:cuda:K, then K+1, ...), each
-    /// selecting from its own slice of the batch; on cpu the ranks share the CPU.
+    /// In a job of several processes (torchrun): each selects among its own slice of the
+    /// batch (local, the DISSect authors' way) or among the whole batch (global, what one
+    /// process selects) [default: local].
     #[arg(long)]
-    ranks: Option<usize>,
+    selection_scope: Option<String>,
+    /// In a job of several processes, each computes only its own rows' loss terms against
+    /// every row (open_clip's --local-loss): the same loss, less memory.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
+    local_loss: bool,
+    /// In a job of several processes, gradients flow back from every process's loss terms to
+    /// the owner of each row (open_clip's --gather-with-grad; matters with --local-loss).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
+    gather_with_grad: bool,
     /// Keep the per-sample score state in a memory-mapped file in the run folder (for
     /// datasets too large for RAM at 24 bytes a sample).
     #[arg(long)]
@@ -222,7 +233,7 @@ mod tests {
     }
 
     /// Every flag that takes no path made by the test, with a value unlike its default.
-    const FLAGS_AFTER_INIT: [&str; 57] = [
+    const FLAGS_AFTER_INIT: [&str; 59] = [
         "--tokenizer",
         "t.json",
         "--lock-image",
@@ -261,8 +272,10 @@ mod tests {
         "csv",
         "--device",
         "cpu",
-        "--ranks",
-        "2",
+        "--selection-scope",
+        "global",
+        "--local-loss",
+        "--gather-with-grad",
         "--mapped-scores",
         "--lr",
         "0.01",
@@ -327,18 +340,17 @@ mod tests {
             (config.zeroshot_data.as_deref().and_then(Path::to_str), config.zeroshot_templates.as_deref()),
             (Some(init.as_str()), Some("imagenet"))
         );
-        // With one rank (the list above sets two, which accumulation refuses).
         let accum = Cli::parse_from(["x", "--accum-freq", "3"]).options.resolve(toml::Table::new()).unwrap();
         assert_eq!(accum.accum_freq, 3);
-        let refused = Cli::parse_from(["x", "--accum-freq", "2", "--ranks", "2"]).options.resolve(toml::Table::new());
-        assert!(refused.unwrap_err().to_string().contains("accum_freq"));
         assert_eq!(
             (config.init.as_deref().and_then(Path::to_str), config.tokenizer.as_deref()),
             (Some(init.as_str()), Some(Path::new("t.json")))
         );
         assert_eq!((config.batch_size, config.seed, config.checkpoint_every), (64, 7, 9), "file value kept");
         assert_eq!((config.reference.as_deref().and_then(|p| p.to_str()), config.max_steps), (Some("ref"), Some(11)));
-        assert_eq!((config.records, config.device.as_str(), config.ranks), (Some(RecordFormat::Csv), "cpu", 2));
+        assert_eq!((config.records, config.device.as_str()), (Some(RecordFormat::Csv), "cpu"));
+        assert_eq!(config.selection_scope, dissect_train::SelectionScope::Global);
+        assert!(config.local_loss && config.gather_with_grad);
         assert!(config.mapped_scores);
         let o = config.optim;
         assert_eq!((o.lr, o.warmup_steps, o.weight_decay, o.max_grad_norm), (0.01, 3, 0.05, 2.0));

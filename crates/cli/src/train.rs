@@ -9,6 +9,7 @@ use dissect_select::Strategy;
 use dissect_train::RunOutcome;
 
 use crate::interrupt;
+use crate::job;
 use crate::options::TrainOptions;
 use crate::progress::Progress;
 
@@ -26,6 +27,10 @@ pub struct TrainArgs {
     /// Continue the run in --out from its latest checkpoint.
     #[arg(long)]
     resume: bool,
+    /// In a job of several processes, how long the rendezvous and each collective may wait for
+    /// the others before the run fails [default: 600].
+    #[arg(long, value_name = "SECONDS")]
+    dist_timeout: Option<u64>,
 }
 
 pub fn run(args: &TrainArgs) -> Result<ExitCode> {
@@ -39,9 +44,15 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         extra.insert("selection".into(), toml::Value::Table(selection));
     }
     let config = args.options.resolve(extra)?;
+    let job = job::from_env(&config, args.dist_timeout)?;
     let stop = interrupt::install()?;
+    if job.comm.rank() != 0 {
+        // Rank 0 reports, evaluates and writes the run folder; the others only train.
+        let outcome = dissect_train::train_in(&config, args.resume, job, &mut (), &stop)?;
+        return Ok(if outcome.interrupted { ExitCode::from(interrupt::exit_status()) } else { ExitCode::SUCCESS });
+    }
     let mut progress = Progress::new(!args.options.no_progress, None);
-    let outcome = dissect_train::train_with(&config, args.resume, &mut progress, &stop)?;
+    let outcome = dissect_train::train_in(&config, args.resume, job, &mut progress, &stop)?;
     println!("run folder: {}", outcome.run_dir.display());
     if outcome.interrupted {
         return Ok(interrupted(&outcome));

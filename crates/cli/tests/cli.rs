@@ -119,9 +119,16 @@ fn data_generate_train_and_clear_errors() {
     let out = dissect(&["train", "--data", "ns", "--out", "run5", "--warmup-rows", "most"], dir.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--warmup-rows") && err.contains("random or all"), "{err}");
-    let out = dissect(&["train", "--data", "ns", "--out", "run6", "--batch-size", "32", "--ranks", "3"], dir.path());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("ranks: batch_size 32 does not split into 3"), "{err}");
+    // A launcher's environment named in part, and a world the batch does not split into.
+    let train6 = ["train", "--data", "ns", "--out", "run6", "--batch-size", "32"];
+    let partial = [("RANK", "0"), ("WORLD_SIZE", "3")];
+    let out = Command::new(env!("CARGO_BIN_EXE_dissect")).args(train6).envs(partial).current_dir(dir.path()).output();
+    let err = String::from_utf8_lossy(&out.as_ref().unwrap().stderr).into_owned();
+    assert!(err.contains("MASTER_ADDR, MASTER_PORT are not") && err.contains("torchrun"), "{err}");
+    let whole = [("RANK", "0"), ("WORLD_SIZE", "3"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")];
+    let out = Command::new(env!("CARGO_BIN_EXE_dissect")).args(train6).envs(whole).current_dir(dir.path()).output();
+    let err = String::from_utf8_lossy(&out.as_ref().unwrap().stderr).into_owned();
+    assert!(err.contains("batch_size: 32 does not split into 3 equal slices"), "{err}");
     assert!(!dir.path().join("run6").exists());
 }
 

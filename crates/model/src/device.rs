@@ -1,5 +1,5 @@
 //! Device names accepted on the command line and in configs: `cpu`, `cuda`, `cuda:N`,
-//! `tch`, `tch:cuda`, `tch:cuda:N`, and the devices of a data-parallel run.
+//! `tch`, `tch:cuda`, `tch:cuda:N`, and the device of each process of a multi-process job.
 
 use burn::tensor::Device;
 
@@ -73,16 +73,20 @@ pub fn device_from_name(name: &str) -> Result<Device, ModelError> {
     DeviceName::parse(name)?.device()
 }
 
-/// The devices of a data-parallel run with `ranks` ranks: `cuda` or `cuda:K` gives
-/// `cuda:K … cuda:K+ranks-1` (one GPU per rank), and `tch:cuda:K` likewise; `cpu` and `tch`
-/// give the one CPU device `ranks` times, which runs the same algorithm (local batches, local
-/// selection, averaged gradients) and is how the data-parallel path is tested without GPUs.
-pub fn rank_devices(name: &str, ranks: usize) -> Result<Vec<Device>, ModelError> {
-    if ranks == 0 {
-        return Err(ModelError::InvalidConfig { field: "ranks", reason: "must be at least 1".into() });
-    }
-    let first = DeviceName::parse(name)?;
-    (0..ranks).map(|rank| first.offset(rank).device()).collect()
+/// The GPU the process with local rank `local_rank` drives (`K + local_rank` for `cuda[:K]`
+/// and `tch:cuda[:K]`), or `None` for the CPU devices.
+pub fn gpu_index(name: &str, local_rank: usize) -> Result<Option<usize>, ModelError> {
+    Ok(match DeviceName::parse(name)?.offset(local_rank) {
+        DeviceName::Cuda(index) | DeviceName::TchCuda(index) => Some(index),
+        DeviceName::Flex | DeviceName::TchCpu => None,
+    })
+}
+
+/// The device of the process with local rank `local_rank` (its rank on its machine) in a
+/// multi-process job: `cuda[:K]` and `tch:cuda[:K]` name the first GPU, so process `i` takes
+/// GPU `K + i`; the CPU devices are every process's own.
+pub fn device_for_local_rank(name: &str, local_rank: usize) -> Result<Device, ModelError> {
+    DeviceName::parse(name)?.offset(local_rank).device()
 }
 
 #[cfg(feature = "cuda")]
@@ -164,15 +168,12 @@ mod tests {
     }
 
     #[test]
-    fn cpu_ranks_share_the_device_and_zero_ranks_is_refused() {
-        let devices = rank_devices("cpu", 3).unwrap();
-        assert_eq!(devices.len(), 3);
-        assert!(devices.iter().all(|d| *d == Device::flex()));
-        let err = rank_devices("cpu", 0).unwrap_err().to_string();
-        assert!(err.contains("ranks"), "{err}");
+    fn processes_take_one_gpu_each_and_share_the_cpu() {
+        assert_eq!(device_for_local_rank("cpu", 3).unwrap(), Device::flex());
         #[cfg(not(feature = "cuda"))]
-        assert!(rank_devices("cuda:2", 2).unwrap_err().to_string().contains("cuda:2"));
+        assert!(device_for_local_rank("cuda:2", 2).unwrap_err().to_string().contains("cuda:4"));
         assert_eq!(DeviceName::parse("tch:cuda:1").unwrap().offset(2), DeviceName::TchCuda(3));
         assert_eq!(DeviceName::parse("tch").unwrap().offset(2), DeviceName::TchCpu);
+        assert_eq!((gpu_index("tch:cuda:1", 2).unwrap(), gpu_index("tch", 2).unwrap()), (Some(3), None));
     }
 }

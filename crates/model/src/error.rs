@@ -39,4 +39,7 @@ pub enum ModelError {
     /// Tensor data that cannot be read back to the host.
     #[error("tensor data: {0}")]
     Data(String),
+    /// A collective operation between the processes of a job failed.
+    #[error(transparent)]
+    Distributed(#[from] dissect_dist::DistError),
 }

@@ -4,6 +4,7 @@
 mod batch;
 mod config;
 mod device;
+mod distributed;
 mod error;
 mod kernels;
 mod layers;
@@ -22,7 +23,8 @@ mod weights;
 pub use batch::ClipBatch;
 pub use burn;
 pub use config::{ClipConfig, PRESETS, ResNetConfig, TextConfig, VisionConfig, VitConfig};
-pub use device::{device_from_name, rank_devices};
+pub use device::{device_for_local_rank, device_from_name, gpu_index};
+pub use distributed::{GlobalNegatives, score_gathered, train_step_distributed};
 pub use error::ModelError;
 pub use layers::{Attention, Block};
 pub use lock::TowerLock;
@@ -36,9 +38,7 @@ pub use optim::{
     AdamWSettings, ClipOptimizer, ParamInfo, clamp_logit_scale, clip_grad_norm, max_logit_scale, param_infos,
 };
 pub use resnet::{AttentionPool, BatchNorm2d, Bottleneck, Conv, Downsample, ModifiedResNet, NormMode, RunningStats};
-pub use step::{
-    RowScores, StepStats, score_batch, score_batches, train_step, train_step_accumulated, train_step_ranks,
-};
+pub use step::{RowScores, StepStats, score_batch, train_step, train_step_accumulated};
 pub use text::TextTransformer;
 pub use vit::VisionTransformer;
 pub use weights::{model_from_bytes, model_to_bytes};

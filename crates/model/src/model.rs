@@ -176,6 +176,11 @@ impl Clip {
     pub fn logit_scale_value(&self) -> f32 {
         self.logit_scale.val().into_scalar::<f32>()
     }
+
+    /// Width of the shared embedding space (the towers' output features).
+    pub fn embed_dim(&self) -> usize {
+        self.text.text_projection.weight.dims()[1]
+    }
 }
 
 /// Divides each row by its L2 norm (floored at 1e-12 so a zero row stays finite).

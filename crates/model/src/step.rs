@@ -1,6 +1,6 @@
 //! One training step (forward + backward on the kept rows, clipping, AdamW, temperature clamp)
-//! and the scoring pass (a forward pass without the autodiff tape), on one device or split
-//! over data-parallel ranks.
+//! and the scoring pass (a forward pass without the autodiff tape); the step of a process of
+//! a multi-process job is in `distributed.rs`.
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -22,7 +22,7 @@ pub struct StepStats {
     pub grad_norm: f32,
 }
 
-fn model_device(model: &Clip) -> Device {
+pub(crate) fn model_device(model: &Clip) -> Device {
     model.logit_scale.val().device()
 }
 
@@ -39,57 +39,8 @@ pub fn train_step(
     lr: f64,
     max_grad_norm: Option<f32>,
 ) -> Result<(Clip, StepStats), ModelError> {
-    let (loss, grads, running) = loss_and_gradients(&model, batch, 1.0)?;
+    let (loss, grads, running) = loss_and_gradients(&model, batch)?;
     apply_gradients(model, optim, (grads, running), loss, lr, max_grad_norm)
-}
-
-/// One data-parallel step: rank `r` runs forward + backward of its own rows
-/// `rank_batches[r]` on a replica of `model` on `rank_devices[r]` (inner devices; the replica
-/// gets their autodiff twin), each in its own thread. Each rank's contrastive loss uses its
-/// own rows as negatives (open_clip's `--local-loss` without feature gathering); the
-/// gradients are averaged onto the model's device, clipped there by their global norm, and
-/// one AdamW step updates the model, which the next step forks to the ranks again.
-///
-/// With one rank this is exactly [`train_step`]. The reported loss is the mean of the ranks'
-/// losses. Gradients are summed in rank order, so the result does not depend on thread timing.
-/// A ResNet's BatchNorm running statistics come from rank 0, as PyTorch's
-/// DistributedDataParallel broadcasts rank 0's buffers.
-pub fn train_step_ranks(
-    model: Clip,
-    optim: &mut ClipOptimizer,
-    rank_batches: &[ClipBatch],
-    rank_devices: &[Device],
-    lr: f64,
-    max_grad_norm: Option<f32>,
-) -> Result<(Clip, StepStats), ModelError> {
-    check_ranks(rank_batches.len(), rank_devices.len())?;
-    if let [batch] = rank_batches {
-        return train_step(model, optim, batch, lr, max_grad_norm);
-    }
-    let scale = 1.0 / rank_batches.len() as f32;
-    let per_rank = std::thread::scope(|scope| {
-        let handles: Vec<_> = rank_batches
-            .iter()
-            .zip(rank_devices)
-            .map(|(batch, device)| {
-                let replica = model.clone().fork(&device.clone().autodiff());
-                scope.spawn(move || loss_and_gradients(&replica, batch, scale).map(|(l, g, r)| (l, g, r, replica)))
-            })
-            .collect();
-        handles.into_iter().map(join_rank).collect::<Vec<_>>()
-    });
-    let home = model_device(&model);
-    let mut sum = GradientsAccumulator::<Clip>::new();
-    let mut loss = 0.0;
-    let mut rank0_running = None;
-    for result in per_rank {
-        let (rank_loss, grads, running, replica) = result?;
-        loss += rank_loss;
-        sum.accumulate(&model, grads.to_device(&home, &replica));
-        rank0_running.get_or_insert(running);
-    }
-    let running = rank0_running.unwrap_or_default().into_iter().map(|s| s.to_device(&home)).collect();
-    apply_gradients(model, optim, (sum.grads(), running), loss * scale, lr, max_grad_norm)
 }
 
 /// [`train_step`] in `accum` micro-batches (open_clip's `--accum-freq`): the features of every
@@ -175,24 +126,11 @@ fn cached_features(model: &Clip, parts: &[ClipBatch], device: &Device) -> (Vec<T
         .unzip()
 }
 
-fn check_ranks(batches: usize, devices: usize) -> Result<(), ModelError> {
-    if batches == 0 || batches != devices {
-        return Err(ModelError::Batch(format!("{batches} rank batches for {devices} rank devices")));
-    }
-    Ok(())
-}
-
-fn join_rank<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, ModelError>>) -> Result<T, ModelError> {
-    handle.join().unwrap_or_else(|_| Err(ModelError::Batch("a data-parallel rank's thread panicked".into())))
-}
-
-/// Forward (training mode) + backward of `loss · scale` on `batch`; returns the unscaled
-/// loss, the gradients keyed by the model's parameter ids, and the BatchNorm running
+/// Forward (training mode) + backward of the loss on `batch`; returns the loss, the gradients keyed by the model's parameter ids, and the BatchNorm running
 /// statistics to set after the step.
 fn loss_and_gradients(
     model: &Clip,
     batch: &ClipBatch,
-    scale: f32,
 ) -> Result<(f32, GradientsParams, Vec<RunningStats>), ModelError> {
     let batch = batch.to_device(&model_device(model));
     let (out, running) = model.forward_train(batch.images, batch.tokens, batch.eot);
@@ -201,13 +139,12 @@ fn loss_and_gradients(
     if !loss_value.is_finite() {
         return Err(ModelError::NonFinite { what: "loss", value: loss_value });
     }
-    let loss = if scale == 1.0 { loss } else { loss.mul_scalar(scale) };
     Ok((loss_value, GradientsParams::from_grads(loss.backward(), model), running))
 }
 
 /// Global gradient clipping, AdamW step and temperature clamp, then the BatchNorm running
 /// statistics of the step's forward pass.
-fn apply_gradients(
+pub(crate) fn apply_gradients(
     model: Clip,
     optim: &mut ClipOptimizer,
     (mut grads, running): (GradientsParams, Vec<RunningStats>),
@@ -248,30 +185,4 @@ fn score_untracked(model: &Clip, batch: &ClipBatch) -> Result<RowScores, ModelEr
     let out = model.forward(batch.images, batch.tokens, batch.eot);
     let scores = clip_scores(&out.image_features, &out.text_features);
     Ok(RowScores { clip_scores: to_vec_f32(scores)?, per_sample_loss: to_vec_f32(per_sample_loss(&out))? })
-}
-
-/// The scoring pass of a data-parallel step: rank `r` scores `rank_batches[r]` on a copy of
-/// `model` (training model or `valid()` copy) on `rank_devices[r]`, each in its own thread;
-/// results in rank order. With one rank this is exactly [`score_batch`].
-pub fn score_batches(
-    model: &Clip,
-    rank_batches: &[ClipBatch],
-    rank_devices: &[Device],
-) -> Result<Vec<RowScores>, ModelError> {
-    check_ranks(rank_batches.len(), rank_devices.len())?;
-    let model = model.valid();
-    if let [batch] = rank_batches {
-        return Ok(vec![score_untracked(&model, batch)?]);
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = rank_batches
-            .iter()
-            .zip(rank_devices)
-            .map(|(batch, device)| {
-                let replica = model.clone().fork(device);
-                scope.spawn(move || score_untracked(&replica, batch))
-            })
-            .collect();
-        handles.into_iter().map(join_rank).collect()
-    })
 }

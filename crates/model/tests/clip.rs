@@ -1,13 +1,15 @@
 //! Behaviour of the CLIP model and its training-step pieces on the `micro` preset.
 
+use dissect_dist::ThreadGroup;
 use dissect_model::burn::module::Module;
 use dissect_model::burn::optim::GradientsParams;
 use dissect_model::burn::tensor::{Device, Tensor};
 use dissect_model::{
     AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, VisionTower, clamp_logit_scale, clip_grad_norm,
     clip_loss, initial_logit_scale, logits, max_logit_scale, model_from_bytes, model_to_bytes, param_infos,
-    per_sample_loss, scalar_f32, score_batch, score_batches, to_vec_f32, train_step, train_step_ranks,
+    per_sample_loss, scalar_f32, score_batch, to_vec_f32, train_step,
 };
+use dissect_model::{GlobalNegatives, StepStats, train_step_distributed};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -334,58 +336,79 @@ fn scoring_pass_and_row_selection() {
     assert!(stats.loss.is_finite());
 }
 
-/// Two ranks on the CPU: the step equals one step on the mean of the two local contrastive
-/// losses (each rank's rows are its own negatives), and the scoring pass equals scoring each
-/// rank's rows alone.
+/// One distributed step of `world` processes (threads of a [`ThreadGroup`] here, the same code
+/// as processes under torchrun), process `r` training `parts[r]`; every process's result.
+fn distributed_step(
+    model: &Clip,
+    parts: &[Option<ClipBatch>],
+    negatives: GlobalNegatives,
+    max_grad_norm: Option<f32>,
+) -> Vec<(Clip, StepStats)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = ThreadGroup::new(parts.len())
+            .into_iter()
+            .zip(parts)
+            .map(|(member, part)| {
+                let model = model.clone();
+                scope.spawn(move || {
+                    let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
+                    train_step_distributed(model, &mut optim, part.as_ref(), &member, negatives, 1e-3, max_grad_norm)
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Global negatives: processes holding parts of a batch (equal, unequal, one empty) take the
+/// step one process takes on the whole batch, with open_clip's loss variants; every process
+/// ends with the same model.
 #[test]
-fn data_parallel_step_averages_the_ranks_gradients() {
+fn distributed_step_equals_one_step_on_the_whole_batch() {
     let cfg = ClipConfig::micro();
     let dev = train_device();
-    let ranks = [batch(&cfg, 6, 31, &cpu()), batch(&cfg, 6, 32, &cpu())];
-    let devices = [cpu(), cpu()];
-    let enc = |m: &Clip| {
-        let v = m.valid();
-        let b = ranks[0].to_device(&cpu());
-        let out = v.forward(b.images, b.tokens, b.eot);
-        (flat(out.image_features), flat(out.text_features))
-    };
-
+    let whole = batch(&cfg, 12, 31, &cpu());
     let model = Clip::new(&cfg, 12, &dev).unwrap();
-    let scores = score_batches(&model, &ranks, &devices).unwrap();
-    for (rank, got) in ranks.iter().zip(&scores) {
-        assert_eq!(*got, score_batch(&model, rank).unwrap());
-    }
     let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
-    let (parallel, stats) = train_step_ranks(model, &mut optim, &ranks, &devices, 1e-3, Some(0.5)).unwrap();
+    let (single, single_stats) = train_step(model.clone(), &mut optim, &whole, 1e-3, Some(0.5)).unwrap();
+    let rows = |range: std::ops::Range<usize>| Some(whole.select_rows(&range.collect::<Vec<_>>()).unwrap());
+    let splits = [vec![rows(0..6), rows(6..12)], vec![rows(0..5), rows(5..9), rows(9..12)]];
+    let exact = [
+        GlobalNegatives { local_loss: false, gather_with_grad: false },
+        GlobalNegatives { local_loss: false, gather_with_grad: true },
+        GlobalNegatives { local_loss: true, gather_with_grad: true },
+    ];
+    for parts in &splits {
+        for negatives in exact {
+            let results = distributed_step(&model, parts, negatives, Some(0.5));
+            for (stepped, stats) in &results {
+                let what = format!("{} processes, {negatives:?}", parts.len());
+                assert!((stats.loss - single_stats.loss).abs() < 1e-5, "{what}: loss {stats:?} vs {single_stats:?}");
+                let norm = single_stats.grad_norm;
+                assert!((stats.grad_norm - norm).abs() < 1e-4 * norm, "{what}: {stats:?} vs {single_stats:?}");
+                let diff = max_difference(&values(stepped), &values(&single));
+                assert!(diff < 1e-5, "{what}: parameters differ by {diff}");
+            }
+            let first = values(&results[0].0);
+            assert!(results.iter().all(|(m, _)| values(m) == first), "the processes' replicas differ");
+        }
+    }
+    // open_clip's --local-loss without --gather-with-grad: the same loss, a gradient without
+    // the other processes' terms.
+    let local_only = GlobalNegatives { local_loss: true, gather_with_grad: false };
+    let results = distributed_step(&model, &splits[0], local_only, Some(0.5));
+    assert!((results[0].1.loss - single_stats.loss).abs() < 1e-5);
+    assert!((results[0].1.grad_norm - single_stats.grad_norm).abs() > 1e-3 * single_stats.grad_norm);
+    // A process whose rows were all dropped still takes part.
+    let with_empty = [rows(0..12), None];
+    let results = distributed_step(&model, &with_empty, exact[0], Some(0.5));
+    assert!(max_difference(&values(&results[1].0), &values(&single)) < 1e-5);
+}
 
-    // The same update computed by hand on one model.
-    let model = Clip::new(&cfg, 12, &dev).unwrap();
-    let mut reference_optim = ClipOptimizer::new(&model, AdamWSettings::default());
-    let local_loss = |b: &ClipBatch| {
-        let b = b.to_device(&dev);
-        clip_loss(&model.forward(b.images, b.tokens, b.eot))
-    };
-    let loss = (local_loss(&ranks[0]) + local_loss(&ranks[1])).div_scalar(2.0);
-    let loss_value = scalar_f32(loss.clone()).unwrap();
-    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-    let norm = clip_grad_norm(reference_optim.params(), &mut grads, Some(0.5)).unwrap();
-    let reference = clamp_logit_scale(reference_optim.step(1e-3, model, grads)).unwrap();
-
-    assert!((stats.loss - loss_value).abs() < 1e-5, "{} vs {loss_value}", stats.loss);
-    assert!((stats.grad_norm - norm).abs() < 1e-4 * norm, "{} vs {norm}", stats.grad_norm);
-    let (a, b) = (enc(&parallel), enc(&reference));
-    let max_diff = a.0.iter().chain(&a.1).zip(b.0.iter().chain(&b.1)).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
-    assert!(max_diff < 1e-5, "features differ by {max_diff}");
-
-    // Thread timing does not change the result: a second run is bit-identical.
-    let again = Clip::new(&cfg, 12, &dev).unwrap();
-    let mut optim = ClipOptimizer::new(&again, AdamWSettings::default());
-    let (again, again_stats) = train_step_ranks(again, &mut optim, &ranks, &devices, 1e-3, Some(0.5)).unwrap();
-    assert_eq!(again_stats, stats);
-    assert!(enc(&again) == enc(&parallel), "a second data-parallel step differs");
-
-    let err = train_step_ranks(again, &mut optim, &ranks, &devices[..1], 1e-3, None).unwrap_err().to_string();
-    assert!(err.contains("2 rank batches for 1 rank devices"), "{err}");
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -457,13 +480,13 @@ fn resnet_tower_shapes_count_decay_and_batch_norm_modes() {
     let reloaded = model_from_bytes(Clip::new(&cfg, 9, &dev).unwrap(), &model_to_bytes(&stepped).unwrap()).unwrap();
     assert_eq!(running(&reloaded), running(&stepped));
 
-    // Data parallel: rank 0's running statistics, as DistributedDataParallel keeps them.
-    let halves = [b.select_rows(&[0, 1, 2]).unwrap(), b.select_rows(&[3, 4, 5]).unwrap()];
+    // Distributed: each process keeps the running statistics of its own rows, as
+    // DistributedDataParallel without SyncBatchNorm.
+    let halves = [Some(b.select_rows(&[0, 1, 2]).unwrap()), Some(b.select_rows(&[3, 4, 5]).unwrap())];
+    let results = distributed_step(&model, &halves, GlobalNegatives::default(), None);
     let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
-    let (parallel, _) = train_step_ranks(model.clone(), &mut optim, &halves, &[cpu(), cpu()], 1e-3, None).unwrap();
-    let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
-    let (rank0_alone, _) = train_step(model.clone(), &mut optim, &halves[0], 1e-3, None).unwrap();
-    assert_eq!(running(&parallel), running(&rank0_alone));
+    let (rank0_alone, _) = train_step(model.clone(), &mut optim, halves[0].as_ref().unwrap(), 1e-3, None).unwrap();
+    assert_eq!(running(&results[0].0), running(&rank0_alone));
 }
 
 fn flat2(t: Tensor<1>) -> Vec<f32> {

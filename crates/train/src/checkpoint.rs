@@ -100,7 +100,7 @@ pub fn write_checkpoint(run: &Path, parts: &CheckpointParts<'_>, keep: usize) ->
         return Err(e);
     }
     dissect_io::commit_dir(&tmp_dir, &final_dir).map_err(|e| TrainError::io(&final_dir, e))?;
-    write_atomic(&dir.join(LATEST_FILE), name.as_bytes())?;
+    mark_latest(run, &name)?;
     prune(&dir, keep)?;
     Ok(final_dir)
 }
@@ -130,6 +130,11 @@ fn prune(dir: &Path, keep: usize) -> Result<()> {
         fs::remove_dir_all(old).map_err(|e| TrainError::io(old, e))?;
     }
     Ok(())
+}
+
+/// Names checkpoint `name` of `run` the newest (its folder must be complete).
+pub(crate) fn mark_latest(run: &Path, name: &str) -> Result<()> {
+    write_atomic(&checkpoints_dir(run).join(LATEST_FILE), name.as_bytes())
 }
 
 /// The newest complete checkpoint of a run, if any.

@@ -15,6 +15,7 @@ use dissect_data::RandomResizedCrop;
 use dissect_model::{ClipConfig, OpenClipConfig, TowerLock};
 
 use crate::error::{Result, TrainError};
+use crate::ranks::SelectionScope;
 use crate::schedule::{LrScheduler, Schedule};
 
 /// Everything a training run is defined by. `dissect train --config run.toml` reads it; the
@@ -58,7 +59,7 @@ pub struct TrainConfig {
     pub lock_text_unlocked_layers: usize,
     /// Passes over the training split.
     pub epochs: u32,
-    /// Rows per batch (all ranks together) before selection.
+    /// Rows per batch (all processes of a job together) before selection.
     pub batch_size: usize,
     /// Train the selected rows in this many micro-batches, the contrastive loss still over all
     /// of them (open_clip's `--accum-freq`): less activation memory, the same step.
@@ -70,10 +71,19 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Compute device: "cpu" (Burn flex), or "cuda" / "cuda:N" in a build with `--features cuda`.
     pub device: String,
-    /// Data-parallel ranks: the batch is split into `ranks` equal local batches, each scored,
-    /// selected from and trained on by its own device (`cuda:K…` from `device`, or CPU threads
-    /// sharing the CPU), with the gradients averaged. 1 = no data parallelism.
-    pub ranks: usize,
+    /// In a job of several processes (torchrun), which rows each process's selection chooses
+    /// among: its own slice of the batch (`local`, the default) or the whole batch (`global`).
+    pub selection_scope: SelectionScope,
+    /// In a job of several processes, each computes only its own rows' terms of the
+    /// contrastive loss (open_clip's `--local-loss`): the same loss with less memory.
+    pub local_loss: bool,
+    /// In a job of several processes, gradients flow from every process's loss terms back to
+    /// the owner of each row (open_clip's `--gather-with-grad`); matters with `local_loss`.
+    pub gather_with_grad: bool,
+    /// In-process data-parallel ranks, which earlier versions had; only 1 is accepted now (a
+    /// job of several processes replaces them). Read so that old run folders still parse.
+    #[serde(default, skip_serializing)]
+    pub ranks: Option<usize>,
     /// Decode threads of the loader.
     pub loader_threads: usize,
     /// Write a checkpoint every this many steps (0: only at epoch ends).
@@ -228,7 +238,10 @@ impl Default for TrainConfig {
             grad_checkpointing: false,
             seed: 0,
             device: "cpu".into(),
-            ranks: 1,
+            selection_scope: SelectionScope::Local,
+            local_loss: false,
+            gather_with_grad: false,
+            ranks: None,
             loader_threads: 2,
             checkpoint_every: 0,
             keep_checkpoints: 2,
@@ -248,11 +261,14 @@ impl Default for TrainConfig {
 }
 
 /// Settings a resumed run may change. The loader gives the same batches for any thread count,
+/// the loss variants of a job of processes take the same step (but for `local_loss` alone),
 /// the score state's storage does not change its values, and the zero-shot folder is only
 /// evaluated; a different device continues the run but gives up bit-equality with an unbroken
 /// one.
-const RESUMABLE_CHANGES: [&str; 10] = [
+const RESUMABLE_CHANGES: [&str; 12] = [
     "out",
+    "local_loss",
+    "gather_with_grad",
     "epochs",
     "max_steps",
     "checkpoint_every",
@@ -315,9 +331,14 @@ impl TrainConfig {
 
     /// Checks every field; the error names the field (`selection.rate: ...`).
     pub fn validate(&self) -> Result<()> {
-        self.validate_budget()?;
+        self.validate_for(1)
+    }
+
+    /// [`TrainConfig::validate`] for a job of `world` processes, which split each batch.
+    pub fn validate_for(&self, world: usize) -> Result<()> {
+        self.validate_budget(world)?;
         self.validate_optim()?;
-        self.validate_selection()?;
+        self.validate_selection(world)?;
         if self.model.ends_with(".json") {
             open_clip_config(Path::new(&self.model))?;
         } else {
@@ -337,17 +358,24 @@ impl TrainConfig {
         }
     }
 
-    fn validate_budget(&self) -> Result<()> {
+    fn validate_budget(&self, world: usize) -> Result<()> {
         if self.val_data.is_some() && self.train_data.is_none() {
             return Err(bad("val_data", "goes with train_data (a dataset folder has its own held-out split)"));
         }
         if !(8..=4096).contains(&self.image_size) {
             return Err(bad("image_size", format!("must be in 8..=4096, got {}", self.image_size)));
         }
-        if self.accum_freq == 0 || (self.accum_freq > 1 && self.ranks > 1) {
+        if self.ranks.is_some_and(|ranks| ranks != 1) {
+            return Err(bad(
+                "ranks",
+                "in-process ranks were replaced by processes: launch `torchrun --no-python --nproc-per-node N \
+                 dissect train ...` (README, \"Many GPUs\")",
+            ));
+        }
+        if self.accum_freq == 0 || (self.accum_freq > 1 && world > 1) {
             return Err(bad(
                 "accum_freq",
-                format!("must be at least 1, and 1 with ranks > 1; got {}", self.accum_freq),
+                format!("must be at least 1, and 1 in a job of several processes; got {}", self.accum_freq),
             ));
         }
         if self.max_image_pixels == 0 {
@@ -356,17 +384,17 @@ impl TrainConfig {
         if self.epochs == 0 {
             return Err(bad("epochs", "must be at least 1"));
         }
-        dissect_model::rank_devices(&self.device, self.ranks).map_err(|e| TrainError::Config(e.to_string()))?;
+        dissect_model::device_from_name(&self.device).map_err(|e| TrainError::Config(e.to_string()))?;
         if self.batch_size < 2 {
             return Err(bad(
                 "batch_size",
                 format!("a contrastive batch needs at least 2 rows, got {}", self.batch_size),
             ));
         }
-        if !self.batch_size.is_multiple_of(self.ranks) {
+        if !self.batch_size.is_multiple_of(world) {
             return Err(bad(
-                "ranks",
-                format!("batch_size {} does not split into {} equal local batches", self.batch_size, self.ranks),
+                "batch_size",
+                format!("{} does not split into {world} equal slices, one per process", self.batch_size),
             ));
         }
         if self.keep_checkpoints == 0 {
@@ -417,7 +445,7 @@ impl TrainConfig {
         Ok(())
     }
 
-    fn validate_selection(&self) -> Result<()> {
+    fn validate_selection(&self, world: usize) -> Result<()> {
         let selection = &self.selection;
         if let Err(e) = selection.validate() {
             let field = match e {
@@ -426,11 +454,14 @@ impl TrainConfig {
             };
             return Err(bad(field, e));
         }
-        let local_batch = self.batch_size / self.ranks;
+        let local_batch = match self.selection_scope {
+            SelectionScope::Local => self.batch_size / world,
+            SelectionScope::Global => self.batch_size,
+        };
         let kept = selection.keep_count(local_batch);
         if kept < 2 {
-            let per_rank = if self.ranks > 1 {
-                format!(" (the local batch of each of {} ranks)", self.ranks)
+            let per_rank = if local_batch < self.batch_size {
+                format!(" (the slice of each of {world} processes)")
             } else {
                 String::new()
             };
@@ -581,12 +612,17 @@ mod tests {
         check("device = \"tpu\"", "device");
         check("records = \"json\"", "records");
         check("[selection]\nwarmup_rows = \"some\"", "warmup_rows");
-        check("ranks = 0", "ranks: must be at least 1");
-        check("ranks = 3", "ranks: batch_size 256 does not split into 3");
+        check("ranks = 2", "ranks: in-process ranks were replaced by processes");
         #[cfg(not(feature = "cuda"))]
-        check("ranks = 2\ndevice = \"cuda:7\"", "cuda:7");
+        check("device = \"cuda:7\"", "cuda:7");
         check("[selection]\nrate = 0.005", "selection.rate: keeps 1 of 256 rows");
-        check("batch_size = 16\nranks = 8", "selection.rate: keeps 1 of 2 rows (the local batch of each of 8 ranks)");
+        let world = |text: &str, world: usize| TrainConfig::from_toml_str(text).unwrap().validate_for(world);
+        let err = world("", 3).unwrap_err().to_string();
+        assert!(err.contains("batch_size: 256 does not split into 3 equal slices"), "{err}");
+        let err = world("batch_size = 16", 8).unwrap_err().to_string();
+        assert!(err.contains("selection.rate: keeps 1 of 2 rows (the slice of each of 8 processes)"), "{err}");
+        assert!(world("batch_size = 16\nselection_scope = \"global\"", 8).is_ok());
+        assert!(world("ranks = 1", 1).is_ok(), "an old run folder's `ranks = 1` still reads");
         let text = "epochs = 3\nrecords = \"none\"\n[selection]\nstrategy = \"dissect-momentum\"\nrate = 0.5\nwarmup_rows = \"all\"\n";
         std::fs::write(&path, text).unwrap();
         let config = TrainConfig::from_toml_file(&path).unwrap();

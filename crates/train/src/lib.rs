@@ -9,6 +9,7 @@ mod error;
 mod evaluate;
 mod export;
 mod files;
+mod job;
 mod log;
 mod metrics;
 mod observer;
@@ -31,7 +32,8 @@ pub use files::{CONFIG_FILE, LOG_FILE, MAPPED_SCORES_FILE, RunFiles, SUMMARY_FIL
 pub use log::{LogRecord, StepLog, read_log};
 pub use metrics::{EpochAccumulator, EpochSummary, StepTimes};
 pub use observer::{Observer, RunStart};
+pub use ranks::SelectionScope;
 pub use schedule::{LrScheduler, Schedule, cosine_lr};
 pub use stop::StopSignal;
-pub use trainer::{Ending, Run, RunOutcome, train, train_with};
+pub use trainer::{Ending, Job, Run, RunOutcome, train, train_in, train_with};
 pub use zeroshot::{ZeroShotFolder, ZeroShotTemplates};

@@ -28,11 +28,11 @@ pub struct StepLog {
     pub grad_norm: f32,
     /// Rows the loader delivered.
     pub batch: usize,
-    /// Rows the selection kept (over all ranks).
+    /// Rows the selection kept (over all processes of a job).
     pub selected: usize,
     /// Rows that entered the training pass.
     pub trained_rows: usize,
-    /// Whether a rank selected at random because no row had a history yet.
+    /// Whether a selection drew at random because no row had a history yet.
     pub drew_at_random: bool,
     /// Where the step's time went.
     pub time: StepTimes,

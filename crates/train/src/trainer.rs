@@ -6,19 +6,21 @@
 //! One step (docs/algorithm.md): a scoring pass over the whole batch without the autodiff
 //! tape → the selection core keeps k rows → forward + backward on the kept rows only.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use dissect_data::{Batch, DatasetManifest, LoadStats, Loader, PreprocessConfig, TextTokenizer};
+use dissect_dist::{Collective, SingleProcess};
 use dissect_eval::EvalReport;
 use dissect_model::burn::module::Module;
 use dissect_model::burn::tensor::Device;
 use dissect_model::{
-    Clip, ClipBatch, ClipConfig, ClipOptimizer, ModelError, StepStats, model_to_bytes, score_batches,
-    train_step_accumulated, train_step_ranks,
+    Clip, ClipBatch, ClipConfig, ClipOptimizer, GlobalNegatives, ModelError, StepStats, model_to_bytes, score_batch,
+    score_gathered, train_step, train_step_accumulated, train_step_distributed,
 };
-use dissect_select::{AutoWarmupEnd, RecordWriter, Selection, Selector, Strategy, auto_warmup_end};
+use dissect_select::{AutoWarmupEnd, RecordWriter, Selector, Strategy, auto_warmup_end};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -27,10 +29,11 @@ use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::evaluate::EvalSet;
 use crate::files::RunFiles;
+use crate::job;
 use crate::log::{LogRecord, LogWriter, StepLog};
 use crate::metrics::{EpochSummary, StepRecord, StepTimes};
 use crate::observer::{Observer, RunStart};
-use crate::ranks::{RankScores, rank_batches, rank_slices};
+use crate::ranks::{RankScores, SelectionScope, gather_row_scores, gather_values, rank_slices, slice_batch};
 use crate::reference::{self, Reference};
 use crate::schedule::Schedule;
 use crate::setup;
@@ -84,6 +87,23 @@ pub fn train(config: &TrainConfig, resume: bool) -> Result<RunOutcome> {
     train_with(config, resume, &mut (), &StopSignal::new())
 }
 
+/// Where a process sits in a data-parallel job: the collectives that join it to the others
+/// and its rank on its machine (which GPU it drives).
+#[derive(Clone)]
+pub struct Job {
+    /// The job's collectives ([`SingleProcess`] for a run of one process).
+    pub comm: Arc<dyn Collective>,
+    /// The process's rank on its machine: `tch:cuda:K` becomes `tch:cuda:K+local_rank`.
+    pub local_rank: usize,
+}
+
+impl Job {
+    /// A run of one process.
+    pub fn single() -> Self {
+        Job { comm: Arc::new(SingleProcess), local_rank: 0 }
+    }
+}
+
 /// Trains according to `config`, reporting to `observer` and stopping cleanly (checkpoint
 /// first) at the step boundary after `stop` is raised.
 pub fn train_with(
@@ -92,10 +112,23 @@ pub fn train_with(
     observer: &mut dyn Observer,
     stop: &StopSignal,
 ) -> Result<RunOutcome> {
+    train_in(config, resume, Job::single(), observer, stop)
+}
+
+/// [`train_with`] as one process of a data-parallel job (launched by torchrun, say): rank 0
+/// writes the run folder, reports to its `observer` and evaluates; every process trains its
+/// slice of each batch, and all stop together.
+pub fn train_in(
+    config: &TrainConfig,
+    resume: bool,
+    job: Job,
+    observer: &mut dyn Observer,
+    stop: &StopSignal,
+) -> Result<RunOutcome> {
     for warning in config.warnings() {
         observer.warning(&warning);
     }
-    let mut run = Run::open(config, resume)?;
+    let mut run = Run::open_in(config, resume, job)?;
     observer.run_started(&run.start());
     let ending = run.train_epochs(observer, stop);
     observer.run_ended();
@@ -117,8 +150,13 @@ pub struct Run {
     zeroshot: Option<ZeroShotFolder>,
     tokenizer: Arc<TextTokenizer>,
     model_config: ClipConfig,
-    /// Rank devices; rank 0's holds the model, the optimiser and evaluation.
-    devices: Vec<Device>,
+    /// This process's device: the model, the optimiser and evaluation live there.
+    device: Device,
+    /// The job's collectives; a run of one process has [`SingleProcess`].
+    comm: Arc<dyn Collective>,
+    /// On processes other than rank 0, the scratch folder their copy of the run lives in
+    /// (removed when the run is dropped); they write nothing into the run folder.
+    scratch: Option<tempfile::TempDir>,
     /// `None` only after a failed step consumed it.
     model: Option<Clip>,
     optim: ClipOptimizer,
@@ -140,16 +178,40 @@ impl Run {
     /// model, optimiser and selection state, opens the logs and writes the step-0 checkpoint
     /// of a fresh run, so there is always a good checkpoint to fall back on.
     pub fn open(config: &TrainConfig, resume: bool) -> Result<Run> {
-        config.validate()?;
+        Self::open_in(config, resume, Job::single())
+    }
+
+    /// [`Run::open`] as one process of `job`: rank 0 opens the run folder and sends the
+    /// state it starts from to the others, which resume from it in a scratch folder.
+    pub fn open_in(config: &TrainConfig, resume: bool, job: Job) -> Result<Run> {
+        config.validate_for(job.comm.world_size())?;
+        let device = dissect_model::device_for_local_rank(&config.device, job.local_rank)
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+        if job.comm.rank() == 0 {
+            let run = Self::open_here(config, resume, device, job.comm)?;
+            if run.comm.world_size() > 1 {
+                job::send_state(&*run.comm, &run.files)?;
+            }
+            return Ok(run);
+        }
+        let scratch = tempfile::tempdir().map_err(|e| TrainError::io(std::env::temp_dir(), e))?;
+        job::receive_state(&*job.comm, scratch.path())?;
+        let copy = TrainConfig { out: scratch.path().to_path_buf(), records: None, ..config.clone() };
+        write_atomic(&RunFiles::new(scratch.path()).config(), copy.to_toml()?.as_bytes())?;
+        let mut run = Self::open_here(&copy, true, device, job.comm)?;
+        run.scratch = Some(scratch);
+        Ok(run)
+    }
+
+    /// [`Run::open`] in `config.out` on `device`.
+    fn open_here(config: &TrainConfig, resume: bool, device: Device, comm: Arc<dyn Collective>) -> Result<Run> {
         let files = RunFiles::new(&config.out);
         let checkpoint = setup::prepare_folder(config, &files, resume)?;
         let (manifest, data_dir) = setup::load_data(config)?;
         let train_set = manifest.train_set(&data_dir)?;
         let tokenizer = setup::tokenizer(config, &files, &train_set, checkpoint.is_some())?;
         let model_config = setup::model_config(config, &files, &manifest, &tokenizer)?;
-        let devices =
-            dissect_model::rank_devices(&config.device, config.ranks).map_err(|e| TrainError::Config(e.to_string()))?;
-        let (model, optim) = setup::model_and_optimizer(config, &model_config, &devices[0], checkpoint.as_deref())?;
+        let (model, optim) = setup::model_and_optimizer(config, &model_config, &device, checkpoint.as_deref())?;
         let dataset_len = train_set.shards.iter().map(|s| s.first_index + s.samples).max().unwrap_or(0);
         let (selector, state) = setup::selection(config, &files, checkpoint.as_deref(), dataset_len)?;
         let rng = setup::restore_rng(&state)?;
@@ -157,7 +219,7 @@ impl Run {
         let log = LogWriter::open(&files.log(), if fresh { 0 } else { state.log_len })?;
         let records = setup::records(config, &files, if fresh { 0 } else { state.records_len })?;
         let (loader, preprocess) = setup::loader(config, train_set, &tokenizer, &model_config)?;
-        let reference = reference::reference(config, &devices[0])?;
+        let reference = reference::reference(config, &device)?;
         let schedule = config.optim.schedule(config.epochs, loader.batches_per_epoch());
         let mut run = Run {
             config: config.clone(),
@@ -170,7 +232,9 @@ impl Run {
             zeroshot: None,
             tokenizer,
             model_config,
-            devices,
+            device,
+            comm,
+            scratch: None,
             model: Some(model),
             optim,
             selector,
@@ -211,8 +275,8 @@ impl Run {
             if let Some(ending) = self.train_epoch(observer, stop)? {
                 return Ok(ending);
             }
-            if stop.is_requested() {
-                return Ok(Ending::Interrupted);
+            if let Some(ending) = self.ending_after_step(stop)?.filter(|e| *e == Ending::Interrupted) {
+                return Ok(ending);
             }
         }
         Ok(Ending::Finished)
@@ -227,7 +291,7 @@ impl Run {
             let Some(batch) = batches.next() else { break };
             let step = self.step(&batch, waiting.elapsed().as_secs_f64())?;
             observer.step_done(&step);
-            let ending = self.ending_after_step(stop);
+            let ending = self.ending_after_step(stop)?;
             if ending.is_some() || self.checkpoint_due() {
                 let dir = self.checkpoint()?;
                 observer.checkpoint_written(&dir, self.state.step);
@@ -242,45 +306,50 @@ impl Run {
         Ok(None)
     }
 
-    fn ending_after_step(&self, stop: &StopSignal) -> Option<Ending> {
+    /// Whether the run ends after this step. A stop request counts when any process of the
+    /// job has one (torchrun passes a signal to every process, but not at the same instant),
+    /// so all processes stop after the same step.
+    fn ending_after_step(&self, stop: &StopSignal) -> Result<Option<Ending>> {
         if self.config.max_steps.is_some_and(|m| self.state.step >= m) {
-            Some(Ending::MaxSteps)
-        } else if stop.is_requested() {
-            Some(Ending::Interrupted)
-        } else {
-            None
+            return Ok(Some(Ending::MaxSteps));
         }
+        let mut stopping = [if stop.is_requested() { 1.0 } else { 0.0 }];
+        if self.comm.world_size() > 1 {
+            self.comm.all_reduce_sum(&mut stopping).map_err(ModelError::from)?;
+        }
+        Ok((stopping[0] > 0.0).then_some(Ending::Interrupted))
     }
 
     fn checkpoint_due(&self) -> bool {
         self.config.checkpoint_every > 0 && self.state.step.is_multiple_of(self.config.checkpoint_every)
     }
 
-    /// Trains one batch: each rank scores its slice, selects k rows and trains on them; the
-    /// step is accounted, logged and returned. `time_data` is how long the batch took to load.
+    /// Trains one batch: this process scores its slice, every process selects from the
+    /// scores of all (the same selections everywhere), and each trains on the rows it kept;
+    /// the step is accounted, logged and returned. `time_data` is how long the batch took to load.
     pub fn step(&mut self, batch: &Batch, time_data: f64) -> Result<StepLog> {
         let started = Instant::now();
-        let ranks = rank_slices(batch.len(), self.devices.len());
-        let hosts = rank_batches(batch, &batch.images, &ranks, &self.model_config, &self.devices)?;
+        let slices = rank_slices(batch.len(), self.comm.world_size());
+        let own = slices[self.comm.rank()].clone();
+        let host = slice_batch(batch, &batch.images, &own, &self.model_config, &self.device)?;
 
         let clock = Instant::now();
-        let scores = self.score(batch, &ranks, &hosts)?;
+        let scores = self.score(batch, slices, host.as_ref())?;
         let scoring = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
         let selections =
-            scores.select(batch, &ranks, &mut self.selector, (self.state.epoch, self.state.step), &mut self.rng)?;
+            scores.select(batch, &mut self.selector, (self.state.epoch, self.state.step), &mut self.rng)?;
         let selection = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
         let lr = self.schedule.lr(self.state.step);
-        let trained = self.train_rows(hosts, &selections, lr)?;
+        let stats = self.train_rows(host, scores.kept_in(&selections, &own), lr)?;
         let training = clock.elapsed().as_secs_f64();
 
         let time = StepTimes { data: time_data, scoring, selection, training };
-        let (stats, trained_rows) = trained;
         let raw_scores =
-            scores.current.as_ref().map(|ranks| ranks.iter().flat_map(|r| r.clip_scores.iter().copied()).collect());
+            scores.current.as_ref().map(|parts| parts.iter().flat_map(|r| r.clip_scores.iter().copied()).collect());
         let step = StepRecord { batch, selections: &selections, raw_scores, loss: stats.loss, time };
         self.state.epoch_accumulator.add_step(&step);
         if let Some(writer) = self.records.as_mut() {
@@ -288,64 +357,74 @@ impl Run {
                 writer.write(&selection.records)?;
             }
         }
-        let log = self.step_log(&step, stats.grad_norm, trained_rows, lr)?;
+        let log = self.step_log(&step, stats.grad_norm, lr)?;
         self.state.train_time_s += started.elapsed().as_secs_f64() + time_data;
         Ok(log)
     }
 
     /// The scoring pass of the model being trained (when the strategy or `track_scores` needs
-    /// it) and the reference model's scores (oracle strategies), per rank. With augmentation
-    /// both take the centre crops, not the training `hosts`, so a pair's score history does not
-    /// follow its random crops.
-    fn score(&self, batch: &Batch, ranks: &[std::ops::Range<usize>], hosts: &[ClipBatch]) -> Result<RankScores> {
+    /// it) and the reference model's scores (oracle strategies), for every selection slice,
+    /// from this process's slice `own` of the batch. With augmentation both take the centre
+    /// crops, not the training images, so a pair's score history does not follow its crops.
+    fn score(&self, batch: &Batch, slices: Vec<Range<usize>>, own: Option<&ClipBatch>) -> Result<RankScores> {
+        let rank = self.comm.rank();
+        let global = self.config.selection_scope == SelectionScope::Global && slices.len() > 1;
         let needs = self.config.selection.strategy.needs();
         // An `auto` warm-up is judged on every step's scores, so it needs the pass too.
         let current =
             if needs.clip_scores || needs.losses || self.config.track_scores || self.selector.awaits_warmup_end() {
                 let centre = match &batch.deterministic_images {
-                    Some(images) => Some(rank_batches(batch, images, ranks, &self.model_config, &self.devices)?),
+                    Some(images) => slice_batch(batch, images, &slices[rank], &self.model_config, &self.device)?,
                     None => None,
                 };
-                let hosts = centre.as_deref().unwrap_or(hosts);
-                Some(score_batches(self.model()?, hosts, &self.devices[..hosts.len()])?)
+                let (rows, model) = (centre.as_ref().or(own), self.model()?);
+                Some(match global {
+                    true => vec![score_gathered(model, rows, &*self.comm)?],
+                    false => gather_row_scores(rows.map(|b| score_batch(model, b)).transpose()?, &*self.comm)?,
+                })
             } else {
                 None
             };
         let reference = match &self.reference {
-            Some(reference) => Some(
-                ranks
-                    .iter()
-                    .map(|rows| reference.scores(self.config.selection.strategy, batch, rows, &self.devices[0]))
-                    .collect::<Result<Vec<_>>>()?,
-            ),
+            Some(reference) => {
+                let strategy = self.config.selection.strategy;
+                let own_scores = reference.scores(strategy, batch, &slices[rank], &self.device)?;
+                let all = gather_values(own_scores, &*self.comm)?;
+                Some(if global { vec![all.concat()] } else { all })
+            }
             None => None,
         };
-        Ok(RankScores { current, reference })
+        let slices = if global { vec![0..batch.len()] } else { slices };
+        Ok(RankScores { slices, current, reference })
     }
 
-    /// Forward + backward on each rank's kept rows and one optimiser step. A non-finite loss
-    /// or gradient ends the run with the last good checkpoint named.
-    fn train_rows(&mut self, hosts: Vec<ClipBatch>, selections: &[Selection], lr: f64) -> Result<(StepStats, usize)> {
-        let rows = hosts
-            .into_iter()
-            .zip(selections)
-            .map(|(host, selection)| {
-                if selection.positions.len() == host.len() { Ok(host) } else { host.select_rows(&selection.positions) }
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let trained_rows = rows.iter().map(ClipBatch::len).sum();
+    /// Forward + backward on this process's kept rows (`kept`, positions in its slice `host`)
+    /// and one optimiser step, the same on every process. A non-finite loss or gradient ends
+    /// the run with the last good checkpoint named.
+    fn train_rows(&mut self, host: Option<ClipBatch>, kept: Vec<usize>, lr: f64) -> Result<StepStats> {
+        let rows = match host {
+            Some(host) if kept.len() == host.len() => Some(host),
+            Some(host) if !kept.is_empty() => Some(host.select_rows(&kept)?),
+            _ => None,
+        };
         let clip = (self.config.optim.max_grad_norm > 0.0).then_some(self.config.optim.max_grad_norm);
         let model = self.model.take().ok_or_else(stopped_after_failure)?;
-        let stepped = match rows.as_slice() {
-            [one] if self.config.accum_freq > 1 => {
+        let negatives =
+            GlobalNegatives { local_loss: self.config.local_loss, gather_with_grad: self.config.gather_with_grad };
+        let stepped = match rows.as_ref() {
+            _ if self.comm.world_size() > 1 => {
+                train_step_distributed(model, &mut self.optim, rows.as_ref(), &*self.comm, negatives, lr, clip)
+            }
+            Some(one) if self.config.accum_freq > 1 => {
                 train_step_accumulated(model, &mut self.optim, one, self.config.accum_freq, lr, clip)
             }
-            _ => train_step_ranks(model, &mut self.optim, &rows, &self.devices[..rows.len()], lr, clip),
+            Some(one) => train_step(model, &mut self.optim, one, lr, clip),
+            None => Err(ModelError::Batch("the selection kept no rows".into())),
         };
         match stepped {
             Ok((model, stats)) => {
                 self.model = Some(model);
-                Ok((stats, trained_rows))
+                Ok(stats)
             }
             Err(ModelError::NonFinite { what, value }) => Err(self.diverged(format!("the {what} became {value}"))),
             Err(e) => Err(e.into()),
@@ -371,7 +450,8 @@ impl Run {
     }
 
     /// Writes the step's log line and advances the position past its batch.
-    fn step_log(&mut self, step: &StepRecord<'_>, grad_norm: f32, trained_rows: usize, lr: f64) -> Result<StepLog> {
+    fn step_log(&mut self, step: &StepRecord<'_>, grad_norm: f32, lr: f64) -> Result<StepLog> {
+        let selected = step.selections.iter().map(|s| s.positions.len()).sum();
         let log = StepLog {
             epoch: self.state.epoch,
             step: self.state.step,
@@ -380,8 +460,8 @@ impl Run {
             logit_scale: self.model()?.logit_scale_value(),
             grad_norm,
             batch: step.batch.len(),
-            selected: step.selections.iter().map(|s| s.positions.len()).sum(),
-            trained_rows,
+            selected,
+            trained_rows: selected,
             drew_at_random: step.selections.iter().any(|s| s.drew_at_random),
             time: step.time,
         };
@@ -435,8 +515,8 @@ impl Run {
     }
 
     fn evaluation_due(&self, epoch: u32) -> bool {
-        if self.manifest.test.is_empty() {
-            return false; // shards without --val-data
+        if self.manifest.test.is_empty() || self.scratch.is_some() {
+            return false; // shards without --val-data, or not rank 0
         }
         let every = self.config.eval_every;
         epoch + 1 == self.config.epochs || (every > 0 && (epoch + 1).is_multiple_of(every))
@@ -460,7 +540,7 @@ impl Run {
         }
         let (set, model) = (self.eval_set.as_ref().ok_or_else(stopped_after_failure)?, self.model()?.valid());
         observer.evaluating(self.state.epoch, set.len());
-        let mut report = set.evaluate(&model, &self.model_config, &self.devices[0], self.config.seed)?;
+        let mut report = set.evaluate(&model, &self.model_config, &self.device, self.config.seed)?;
         if let Some(dir) = &self.config.zeroshot_data {
             if self.zeroshot.is_none() {
                 let templates = ZeroShotTemplates::from_setting(self.config.zeroshot_templates.as_deref());
@@ -476,7 +556,7 @@ impl Run {
                 self.zeroshot = Some(folder);
             }
             let folder = self.zeroshot.as_ref().ok_or_else(stopped_after_failure)?;
-            report.zero_shot_folder = Some(folder.evaluate(&model, &self.model_config, &self.devices[0])?);
+            report.zero_shot_folder = Some(folder.evaluate(&model, &self.model_config, &self.device)?);
         }
         Ok(report)
     }
@@ -484,6 +564,9 @@ impl Run {
     /// Writes a checkpoint of the whole state (flushing logs and records first, so their
     /// recorded lengths are on disk) and returns its folder.
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
+        if self.scratch.is_some() {
+            return Ok(self.last_checkpoint.clone()); // rank 0 writes the job's checkpoints
+        }
         if let Some(records) = self.records.as_mut() {
             records.flush()?;
         }

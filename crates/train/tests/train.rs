@@ -5,7 +5,12 @@ use std::path::Path;
 
 use dissect_data::{Benchmark, GenerateOptions, generate};
 use dissect_select::{SelectionConfig, Strategy, WarmupEpochs, WarmupRows, auto_warmup_end, read_records};
-use dissect_train::{Augmentation, OptimConfig, TrainConfig, TrainError, train};
+use std::sync::Arc;
+
+use dissect_dist::ThreadGroup;
+use dissect_train::{
+    Augmentation, Job, OptimConfig, RunOutcome, SelectionScope, StopSignal, TrainConfig, TrainError, train, train_in,
+};
 
 fn dataset(dir: &Path) -> std::path::PathBuf {
     let data = dir.join("data");
@@ -167,50 +172,98 @@ fn only_k_rows_are_trained_and_every_step_is_logged() {
     }
 }
 
-/// Two data-parallel ranks on the CPU: each selects k of its own half of every batch, and a
-/// run stopped and resumed equals one that never stopped.
+/// Trains `config` as a job of `world` processes (threads of a [`ThreadGroup`] here; the code is
+/// the one processes under torchrun run); rank 0's outcome, after every rank's.
+fn train_job(config: &TrainConfig, resume: bool, world: usize) -> Result<RunOutcome, TrainError> {
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ThreadGroup::new(world)
+            .into_iter()
+            .map(|member| {
+                let job = Job { comm: Arc::new(member), local_rank: 0 };
+                scope.spawn(move || train_in(config, resume, job, &mut (), &StopSignal::new()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Rank 0's error is the cause; the others' say that it left.
+    let mut outcomes = outcomes.into_iter();
+    let rank0 = outcomes.next().unwrap()?;
+    for other in outcomes {
+        other?;
+    }
+    Ok(rank0)
+}
+
+fn step_losses(run: &Path) -> Vec<f64> {
+    log_lines(run).into_iter().filter(|l| l["type"] == "step").map(|l| l["loss"].as_f64().unwrap()).collect()
+}
+
+/// Two processes: each selects k of its own half of every batch; only rank 0 writes, and a
+/// run stopped and resumed, on another world size, equals one that never stopped.
 #[test]
-fn data_parallel_ranks_select_within_their_local_batch_and_resume_exactly() {
+fn processes_select_within_their_slice_and_resume_on_any_world_size() {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path());
-    let two_ranks = |out: &Path| TrainConfig { ranks: 2, ..config(&data, out, Strategy::DissectMomentum) };
+    let local = |out: &Path| config(&data, out, Strategy::DissectMomentum);
     let straight_dir = dir.path().join("straight");
-    let straight = train(&two_ranks(&straight_dir), false).unwrap();
+    let straight = train_job(&local(&straight_dir), false, 2).unwrap();
     assert_eq!(straight.steps, 12);
     for step in log_lines(&straight_dir).into_iter().filter(|l| l["type"] == "step") {
         assert_eq!(step["batch"], 32);
-        assert_eq!(step["trained_rows"], 8, "floor(16 · 0.3) = 4 rows from each rank's 16");
+        assert_eq!(step["trained_rows"], 8, "floor(16 · 0.3) = 4 rows from each process's 16");
         assert!(step["loss"].as_f64().unwrap().is_finite());
     }
     let records = read_records(straight_dir.join("visits.dsv")).unwrap();
-    assert_eq!(records.len(), 12 * 32);
+    assert_eq!(records.len(), 12 * 32, "rank 0 records every process's rows");
     for (step, visits) in records.chunks(32).enumerate() {
-        for (rank, local) in visits.chunks(16).enumerate() {
-            let kept = local.iter().filter(|r| r.selected).count();
-            assert_eq!(kept, 4, "step {step}, rank {rank}: each rank keeps k of its own rows");
+        for (rank, slice) in visits.chunks(16).enumerate() {
+            let kept = slice.iter().filter(|r| r.selected).count();
+            assert_eq!(kept, 4, "step {step}, rank {rank}: each process keeps k of its own rows");
         }
     }
+    assert!(straight.final_eval().is_some(), "rank 0 evaluates");
 
+    // Stopped after 5 steps of two processes, resumed by four: the same epochs.
     let resumed_dir = dir.path().join("resumed");
-    let err = train(&TrainConfig { max_steps: Some(5), ranks: 1, ..two_ranks(&resumed_dir) }, false)
-        .and_then(|_| train(&two_ranks(&resumed_dir), true))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("ranks"), "a run may not change its ranks on resume: {err}");
-    let resumed_dir = dir.path().join("resumed-2");
-    train(&TrainConfig { max_steps: Some(5), ..two_ranks(&resumed_dir) }, false).unwrap();
-    let resumed = train(&two_ranks(&resumed_dir), true).unwrap();
-    let a = without_times(serde_json::to_value(&straight.epochs).unwrap());
-    let b = without_times(serde_json::to_value(&resumed.epochs).unwrap());
-    assert_eq!(a, b);
-    let again = read_records(resumed_dir.join("visits.dsv")).unwrap();
-    assert!(
-        records
-            .iter()
-            .zip(&again)
-            .all(|(x, y)| x.index == y.index && x.selected == y.selected && x.curr.to_bits() == y.curr.to_bits())
-    );
-    assert_eq!(records.len(), again.len());
+    train_job(&TrainConfig { max_steps: Some(5), ..local(&resumed_dir) }, false, 2).unwrap();
+    let four = TrainConfig { selection_scope: SelectionScope::Global, ..local(&resumed_dir) };
+    let err = train_job(&four, true, 4).unwrap_err().to_string();
+    assert!(err.contains("selection_scope"), "the scope is part of the run: {err}");
+    train_job(&local(&resumed_dir), true, 4).unwrap();
+    let losses = step_losses(&resumed_dir);
+    assert_eq!(losses[..5], step_losses(&straight_dir)[..5]);
+    assert_eq!(losses.len(), 12);
+}
+
+/// With the global scope, a job of two or three processes selects what one process selects
+/// on the same batches and trains on them with the same loss, up to float rounding.
+#[test]
+fn global_selection_equals_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let global = |out: &Path| TrainConfig {
+        selection_scope: SelectionScope::Global,
+        max_steps: Some(8),
+        batch_size: 48,
+        ..config(&data, out, Strategy::DissectMomentum)
+    };
+    let single_dir = dir.path().join("single");
+    train(&global(&single_dir), false).unwrap();
+    let single = read_records(single_dir.join("visits.dsv")).unwrap();
+    for (world, loss_variant) in [(2, (false, false)), (3, (true, true))] {
+        let out = dir.path().join(format!("world-{world}"));
+        let (local_loss, gather_with_grad) = loss_variant;
+        train_job(&TrainConfig { local_loss, gather_with_grad, ..global(&out) }, false, world).unwrap();
+        let job = read_records(out.join("visits.dsv")).unwrap();
+        assert_eq!(job.len(), single.len());
+        for (a, b) in single.iter().zip(&job) {
+            assert_eq!((a.index, a.selected), (b.index, b.selected), "world {world}");
+            assert!((a.curr - b.curr).abs() < 1e-3, "world {world}: score {} vs {}", a.curr, b.curr);
+        }
+        for (a, b) in step_losses(&single_dir).iter().zip(step_losses(&out)) {
+            assert!((a - b).abs() < 1e-4, "world {world}: loss {a} vs {b}");
+        }
+    }
 }
 
 #[test]

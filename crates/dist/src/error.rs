@@ -1,0 +1,25 @@
+//! What can go wrong between processes.
+
+use thiserror::Error;
+
+/// A failure of the job's setup or of a collective operation.
+#[derive(Debug, Error)]
+pub enum DistError {
+    /// The launcher's environment names some of a job's variables but not all, or one that
+    /// does not parse.
+    #[error("distributed environment: {0}")]
+    Environment(String),
+    /// A rank outside the job.
+    #[error("rank {rank} is not in a job of {world_size} process(es)")]
+    Rank { rank: usize, world_size: usize },
+    /// The rendezvous (the TCP store at MASTER_ADDR:MASTER_PORT) or the process group could
+    /// not be set up.
+    #[error("could not join the job at {address}: {reason}")]
+    Connect { address: String, reason: String },
+    /// A collective failed: a peer died or closed its connection, or the timeout passed.
+    #[error("{operation} failed (a peer stopped, or the timeout of {timeout_s} s passed): {reason}")]
+    Collective { operation: &'static str, timeout_s: u64, reason: String },
+    /// This build has no c10d binding.
+    #[error("this binary was built without torch.distributed (rebuild with `--features tch`, bench/build_tch.sh)")]
+    Unsupported,
+}
