@@ -11,14 +11,31 @@ pub enum DistError {
     Environment(String),
     /// A rank outside the job.
     #[error("rank {rank} is not in a job of {world_size} process(es)")]
-    Rank { rank: usize, world_size: usize },
+    Rank {
+        /// The rank asked for.
+        rank: usize,
+        /// The job's size.
+        world_size: usize,
+    },
     /// The rendezvous (the TCP store at MASTER_ADDR:MASTER_PORT) or the process group could
     /// not be set up.
     #[error("could not join the job at {address}: {reason}")]
-    Connect { address: String, reason: String },
+    Connect {
+        /// `MASTER_ADDR:MASTER_PORT`.
+        address: String,
+        /// c10d's message.
+        reason: String,
+    },
     /// A collective failed: a peer died or closed its connection, or the timeout passed.
     #[error("{operation} failed (a peer stopped, or the timeout of {timeout_s} s passed): {reason}")]
-    Collective { operation: &'static str, timeout_s: u64, reason: String },
+    Collective {
+        /// The operation, e.g. `all_reduce_sum`.
+        operation: &'static str,
+        /// The group's timeout, seconds.
+        timeout_s: u64,
+        /// c10d's message, e.g. "Connection closed by peer".
+        reason: String,
+    },
     /// This build has no c10d binding.
     #[error("this binary was built without torch.distributed (rebuild with `--features tch`, bench/build_tch.sh)")]
     Unsupported,

@@ -1,10 +1,5 @@
-//! Multi-process data parallelism: where a process sits in a job (torchrun's, SLURM's or a
-//! plain environment), and the collective operations the trainer needs between processes.
-//!
-//! The operations are torch.distributed's own (`c10d`: Gloo on CPUs, NCCL on GPUs) through
-//! [`ProcessGroup`] (the `c10d` feature); [`SingleProcess`] is the world of one, and
-//! [`ThreadGroup`] runs the same algorithm among threads. The trainer
-//! sees only the [`Collective`] trait, on host buffers of `f32` and bytes.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 mod env;
 mod error;
