@@ -53,7 +53,10 @@ pub enum Backend {
     /// NCCL on CUDA device `device` (usually the process's local rank); buffers are staged
     /// through it. Only in builds whose libtorch had libtorch_cuda and NCCL's headers
     /// ([`ProcessGroup::has_nccl`]).
-    Nccl { device: usize },
+    Nccl {
+        /// The CUDA device index.
+        device: usize,
+    },
 }
 
 /// The shim's owning pointer to a c10d group (its store and backend).

@@ -394,7 +394,8 @@ impl Run {
             }
             None => None,
         };
-        let slices = if global { vec![0..batch.len()] } else { slices };
+        // One slice, the whole batch (a one-element Vec of a range, not the range's items).
+        let slices = if global { std::iter::once(0..batch.len()).collect() } else { slices };
         Ok(RankScores { slices, current, reference })
     }
 
