@@ -28,7 +28,10 @@ pub use error::{DataError, Result};
 pub use inspect::{CAPTION_BUCKETS, InspectReport, inspect};
 pub use labelled::{CLASSNAMES_FILE, LabelledImages, OPENAI_IMAGENET_TEMPLATES, TEMPLATES_FILE, load_labelled_folder};
 pub use lines::read_lines;
-pub use loader::{Batch, DecodedSample, Epoch, LoadStats, Loader, LoaderConfig, SkipReason, load_all, skip_reason};
+pub use loader::{
+    Batch, BatchPart, DecodedSample, Epoch, LoadStats, Loader, LoaderConfig, SkipReason, batch_parts, load_all,
+    skip_reason,
+};
 pub use manifest::{DatasetManifest, HeadlineMetric, MANIFEST_FILE};
 pub use noise::{NoiseReport, inject_noise};
 pub use pack::{PackOptions, PackReport, TestSplit, pack};

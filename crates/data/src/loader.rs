@@ -206,6 +206,37 @@ pub struct LoaderConfig {
     pub rank: usize,
     /// Number of data-parallel ranks `w`.
     pub world_size: usize,
+    /// Decode only one part of every batch (a process of a job of several, which trains only
+    /// on its slice): every process reads the same batches, and each decodes its contiguous
+    /// part of them ([`batch_parts`]). Every batch is then delivered, even with no image of the
+    /// part decoded, so that the processes stay in step.
+    pub part: Option<BatchPart>,
+}
+
+/// Part `index` of `parts` of every batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPart {
+    /// Which part, `0..parts`.
+    pub index: usize,
+    /// How many parts each batch is cut into.
+    pub parts: usize,
+}
+
+/// The contiguous row ranges of `parts` parts of `len` rows, in order: sizes differ by at most
+/// one (the first parts take the extra rows), and with fewer rows than parts the last parts
+/// are empty.
+pub fn batch_parts(len: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.max(1);
+    let (base, extra) = (len / parts, len % parts);
+    let mut start = 0;
+    (0..parts)
+        .map(|p| {
+            let end = start + base + usize::from(p < extra);
+            let rows = start..end;
+            start = end;
+            rows
+        })
+        .collect()
 }
 
 impl LoaderConfig {
@@ -225,6 +256,7 @@ impl LoaderConfig {
             drop_last: true,
             rank: 0,
             world_size: 1,
+            part: None,
         }
     }
 }
@@ -425,7 +457,13 @@ fn decode_batch(
         ..Default::default()
     };
     let mut corrupt = 0;
-    for item in job.items {
+    let mut items = job.items;
+    if let Some(part) = cfg.part {
+        let rows = batch_parts(items.len(), part.parts).get(part.index).cloned().unwrap_or(0..0);
+        items.truncate(rows.end);
+        items.drain(..rows.start);
+    }
+    for item in items {
         let seed = mix(mix(cfg.seed, epoch), item.index);
         match decode_and_preprocess_views(&item.image, &cfg.preprocess, seed) {
             Ok(views) => {
@@ -446,7 +484,8 @@ fn decode_batch(
     // and counted rather than stopping the run.
     let mut local = LoadStats::default();
     let result = match tok.encode_batch(&texts, cfg.context_len) {
-        Ok(t) if !b.indices.is_empty() => {
+        // A part with no image decoded is still delivered: the other parts of its batch are.
+        Ok(t) if !b.indices.is_empty() || cfg.part.is_some() => {
             b.tokens = t;
             local.samples += b.indices.len() as u64;
             Some(b)
@@ -655,6 +694,43 @@ mod tests {
 
     fn ids(b: &[Batch]) -> Vec<Vec<u64>> {
         b.iter().map(|b| b.indices.clone()).collect()
+    }
+
+    #[test]
+    fn batch_parts_cover_the_rows_in_order() {
+        assert_eq!(batch_parts(8, 1), vec![0..8]);
+        assert_eq!(batch_parts(8, 2), vec![0..4, 4..8]);
+        assert_eq!(batch_parts(6, 4), vec![0..2, 2..4, 4..5, 5..6]);
+        assert_eq!(batch_parts(2, 4), vec![0..1, 1..2, 2..2, 2..2]);
+    }
+
+    /// Three loaders each decoding their part of every batch deliver, together, the rows of
+    /// one loader decoding everything, every batch on each of them (a corrupt image makes only
+    /// its own part shorter).
+    #[test]
+    fn parts_of_every_batch_add_up_to_the_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = dataset(dir.path());
+        let whole = Loader::new(set.clone(), tokenizer(), cfg(2)).unwrap();
+        let (all, all_stats) = run(&whole, 1, 0);
+        let parts: Vec<(Vec<Batch>, LoadStats)> = (0..3)
+            .map(|index| {
+                let config = LoaderConfig { part: Some(BatchPart { index, parts: 3 }), ..cfg(2) };
+                run(&Loader::new(set.clone(), tokenizer(), config).unwrap(), 1, 0)
+            })
+            .collect();
+        let batches = parts[0].0.len();
+        assert!(parts.iter().all(|(b, _)| b.len() == batches));
+        let mut corrupt = 0;
+        for i in 0..batches {
+            let rows: Vec<u64> = parts.iter().flat_map(|(b, _)| b[i].indices.clone()).collect();
+            let whole_batch = all.iter().find(|b| b.batch_number == parts[0].0[i].batch_number);
+            assert_eq!(rows, whole_batch.map(|b| b.indices.clone()).unwrap_or_default(), "batch {i}");
+            corrupt += parts.iter().map(|(b, _)| b[i].corrupt_images).sum::<u64>();
+        }
+        let whole_corrupt: u64 = all.iter().map(|b| b.corrupt_images).sum::<u64>() + all_stats.skipped_corrupt_image;
+        let parts_corrupt = corrupt + parts[0].1.skipped_corrupt_image;
+        assert_eq!(parts_corrupt, whole_corrupt, "every decode failure is counted once");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub enum DistError {
         /// c10d's message, e.g. "Connection closed by peer".
         reason: String,
     },
+    /// Another process sent data this one cannot read (a different version, or a bug).
+    #[error("a process of the job sent malformed data: {0}")]
+    Malformed(String),
     /// This build has no c10d binding.
     #[error("this binary was built without torch.distributed (rebuild with `--features tch`, bench/build_tch.sh)")]
     Unsupported,

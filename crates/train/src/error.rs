@@ -15,6 +15,10 @@ pub enum TrainError {
     /// The model or a step failed.
     #[error(transparent)]
     Model(#[from] dissect_model::ModelError),
+    /// A collective operation between the processes of a job failed, or another process sent
+    /// what this one cannot use.
+    #[error(transparent)]
+    Distributed(#[from] dissect_dist::DistError),
     /// The selection core refused an input or a state file.
     #[error(transparent)]
     Select(#[from] dissect_select::SelectError),

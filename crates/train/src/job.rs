@@ -48,7 +48,7 @@ pub(crate) fn send_state(comm: &dyn Collective, files: &RunFiles) -> Result<()> 
         let bytes = std::fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
         push_entry(&mut packed, &relative.to_string_lossy(), &bytes);
     }
-    comm.broadcast_bytes(&mut packed, 0).map_err(dissect_model::ModelError::from)?;
+    comm.broadcast_bytes(&mut packed, 0)?;
     Ok(())
 }
 
@@ -56,7 +56,7 @@ pub(crate) fn send_state(comm: &dyn Collective, files: &RunFiles) -> Result<()> 
 /// `latest` there, so that the run resumes from them.
 pub(crate) fn receive_state(comm: &dyn Collective, scratch: &Path) -> Result<()> {
     let mut packed = Vec::new();
-    comm.broadcast_bytes(&mut packed, 0).map_err(dissect_model::ModelError::from)?;
+    comm.broadcast_bytes(&mut packed, 0)?;
     let mut rest = packed.as_slice();
     let mut checkpoint_name = None;
     while !rest.is_empty() {

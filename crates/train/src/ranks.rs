@@ -1,19 +1,20 @@
-//! Data parallelism over the processes of a job: every process loads the same batch, takes its
-//! contiguous slice of it, scores that slice, and shares the scores, so that every process
-//! runs the same selection over the same scores and keeps the same score state; it then trains
-//! on the rows it kept (the step sums the gradients over the processes).
+//! Data parallelism over the processes of a job: every process reads the same batch and
+//! decodes its contiguous part of it, the processes share the rows' indices and scores, so
+//! that every process runs the same selection over the same scores and keeps the same score
+//! state; each then trains on the rows it kept (the step sums the gradients over the processes).
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use dissect_data::Batch;
-use dissect_dist::Collective;
+use dissect_dist::{Collective, DistError};
 use dissect_model::burn::tensor::Device;
 use dissect_model::{ClipBatch, ClipConfig, RowScores};
 use dissect_select::{Selection, Selector};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 /// Which rows a process's selection chooses among.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,21 +30,74 @@ pub enum SelectionScope {
     Global,
 }
 
-/// The contiguous row ranges of the processes' slices: equal for a full batch (the config
-/// checks `batch_size % world`); a batch left short by skipped samples gives the first
-/// processes one row more, and one with fewer rows than processes leaves the last ones idle.
-pub(crate) fn rank_slices(len: usize, world: usize) -> Vec<Range<usize>> {
-    let parts = world.min(len).max(1);
-    let (base, extra) = (len / parts, len % parts);
-    let mut start = 0;
-    (0..world)
-        .map(|r| {
-            let end = if r < parts { start + base + usize::from(r < extra) } else { start };
-            let rows = start..end;
-            start = end;
-            rows
-        })
-        .collect()
+/// One step's batch as every process sees it: the rows of all processes, in rank order.
+pub(crate) struct JobRows<'a> {
+    /// Every process's rows without their images (in a run of one process, its batch itself):
+    /// indices, ground-truth flags, classes and the decode failures, for selection and accounting.
+    pub batch: Cow<'a, Batch>,
+    /// Each process's rows within `batch`.
+    pub slices: Vec<Range<usize>>,
+    /// This process's rows within `batch`.
+    pub own: Range<usize>,
+}
+
+impl<'a> JobRows<'a> {
+    /// The job's rows from this process's part `local` of the batch (one all-gather of a few
+    /// bytes a row); `carried` decode failures of earlier batches that had no row are added.
+    pub(crate) fn gather(local: &'a Batch, comm: &dyn Collective, carried: u64) -> Result<Self> {
+        if comm.world_size() == 1 && carried == 0 {
+            let own = 0..local.len();
+            return Ok(JobRows { batch: Cow::Borrowed(local), slices: vec![own.clone()], own });
+        }
+        let parts = comm.all_gather_bytes(&encode_rows(local))?;
+        let mut all = Batch { batch_number: local.batch_number, image_size: local.image_size, ..Batch::default() };
+        all.corrupt_images = carried;
+        let mut slices = Vec::with_capacity(parts.len());
+        for part in &parts {
+            let start = all.len();
+            decode_rows(part, &mut all)?;
+            slices.push(start..all.len());
+        }
+        let own = slices[comm.rank()].clone();
+        Ok(JobRows { batch: Cow::Owned(all), slices, own })
+    }
+}
+
+/// A part's decode failures, then per row its index, ground-truth flag and class.
+fn encode_rows(part: &Batch) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(8 + part.len() * 17);
+    bytes.extend(part.corrupt_images.to_le_bytes());
+    for ((index, noisy), class) in part.indices.iter().zip(&part.noisy).zip(&part.classes) {
+        bytes.extend(index.to_le_bytes());
+        bytes.push(match noisy {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        });
+        bytes.extend(class.map_or(u64::MAX, u64::from).to_le_bytes());
+    }
+    bytes
+}
+
+/// Appends the rows [`encode_rows`] wrote to `all`.
+fn decode_rows(bytes: &[u8], all: &mut Batch) -> Result<()> {
+    let broken = || TrainError::Distributed(DistError::Malformed("its list of rows".into()));
+    let (corrupt, rows) = bytes.split_at_checked(8).ok_or_else(broken)?;
+    all.corrupt_images += u64::from_le_bytes(corrupt.try_into().map_err(|_| broken())?);
+    if !rows.len().is_multiple_of(17) {
+        return Err(broken());
+    }
+    for row in rows.chunks_exact(17) {
+        let word = |at: usize| u64::from_le_bytes(row[at..at + 8].try_into().unwrap_or_default());
+        all.indices.push(word(0));
+        all.noisy.push(match row[8] {
+            0 => None,
+            1 => Some(false),
+            _ => Some(true),
+        });
+        all.classes.push(u32::try_from(word(9)).ok());
+    }
+    Ok(())
 }
 
 /// Rows `rows` of `batch` (with `images`, the training or the scoring crops) as tensors on
@@ -72,7 +126,7 @@ pub(crate) fn slice_batch(
 /// Every process's scores of its slice, in rank order, from this process's own.
 pub(crate) fn gather_row_scores(own: Option<RowScores>, comm: &dyn Collective) -> Result<Vec<RowScores>> {
     let mine = own.map(|s| [s.clip_scores, s.per_sample_loss].concat()).unwrap_or_default();
-    let all = comm.all_gather(&mine).map_err(dissect_model::ModelError::from)?;
+    let all = comm.all_gather(&mine)?;
     Ok(all
         .into_iter()
         .map(|mut both| {
@@ -84,7 +138,7 @@ pub(crate) fn gather_row_scores(own: Option<RowScores>, comm: &dyn Collective) -
 
 /// Every process's values, in rank order, from this process's own.
 pub(crate) fn gather_values(own: Vec<f32>, comm: &dyn Collective) -> Result<Vec<Vec<f32>>> {
-    Ok(comm.all_gather(&own).map_err(dissect_model::ModelError::from)?)
+    Ok(comm.all_gather(&own)?)
 }
 
 /// The scores one step selects by, one entry per selection slice (each process's slice with
@@ -138,14 +192,23 @@ impl RankScores {
 
 #[cfg(test)]
 mod tests {
-    use super::rank_slices;
+    use super::*;
 
     #[test]
-    fn rank_slices_cover_the_batch_in_order() {
-        assert_eq!(rank_slices(8, 1), vec![0..8]);
-        assert_eq!(rank_slices(8, 2), vec![0..4, 4..8]);
-        // Two samples skipped from a batch of 8 on 4 processes.
-        assert_eq!(rank_slices(6, 4), vec![0..2, 2..4, 4..5, 5..6]);
-        assert_eq!(rank_slices(2, 4), vec![0..1, 1..2, 2..2, 2..2]);
+    fn rows_travel_between_processes_intact() {
+        let part = |indices: Vec<u64>, corrupt: u64| Batch {
+            noisy: indices.iter().map(|&i| [None, Some(false), Some(true)][i as usize % 3]).collect(),
+            classes: indices.iter().map(|&i| (i % 2 == 0).then_some(i as u32)).collect(),
+            indices,
+            corrupt_images: corrupt,
+            ..Batch::default()
+        };
+        let (a, b) = (part(vec![4, 9, 12], 1), part(vec![], 2));
+        let mut all = Batch::default();
+        decode_rows(&encode_rows(&a), &mut all).unwrap();
+        decode_rows(&encode_rows(&b), &mut all).unwrap();
+        assert_eq!((all.indices, all.noisy, all.classes), (a.indices, a.noisy, a.classes));
+        assert_eq!(all.corrupt_images, 3);
+        assert!(decode_rows(&[0; 9], &mut Batch::default()).is_err());
     }
 }

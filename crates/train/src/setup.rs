@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dissect_data::{DatasetManifest, Loader, LoaderConfig, PreprocessConfig, ShardSet, TextTokenizer};
+use dissect_data::{BatchPart, DatasetManifest, Loader, LoaderConfig, PreprocessConfig, ShardSet, TextTokenizer};
 use dissect_model::burn::tensor::Device;
 use dissect_model::{AdamWSettings, Clip, ClipConfig, ClipOptimizer, TensorFile, load_open_clip, model_from_bytes};
 use dissect_select::{RecordWriter, ScoreState, Selector};
@@ -279,12 +279,14 @@ pub(crate) fn records(config: &TrainConfig, files: &RunFiles, keep_len: u64) -> 
 }
 
 /// The training loader (random crops with `aug = open-clip`, each image also centre-cropped
-/// for the scoring pass) and the preprocessing the held-out split shares (the centre crop).
+/// for the scoring pass; with `part`, only that part of every batch is decoded) and the
+/// preprocessing the held-out split shares (the centre crop).
 pub(crate) fn loader(
     config: &TrainConfig,
     train_set: ShardSet,
     tokenizer: &Arc<TextTokenizer>,
     model_config: &ClipConfig,
+    part: Option<BatchPart>,
 ) -> Result<(Loader, PreprocessConfig)> {
     // Images are resized to the model's input (a preset takes the dataset's size; an open_clip
     // config or a warm start brings its own).
@@ -297,6 +299,8 @@ pub(crate) fn loader(
         PreprocessConfig { random_resized_crop: config.aug.random_resized_crop(), ..preprocess.clone() };
     loader_config.threads = config.loader_threads.max(1);
     loader_config.seed = config.seed;
+    // In a job of several processes each decodes only its part of every batch.
+    loader_config.part = part;
     let loader = Loader::new(train_set, tokenizer.clone(), loader_config)?;
     if loader.batches_per_epoch() == 0 {
         return Err(TrainError::Config(format!(

@@ -6,12 +6,11 @@
 //! One step (docs/algorithm.md): a scoring pass over the whole batch without the autodiff
 //! tape → the selection core keeps k rows → forward + backward on the kept rows only.
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use dissect_data::{Batch, DatasetManifest, LoadStats, Loader, PreprocessConfig, TextTokenizer};
+use dissect_data::{Batch, BatchPart, DatasetManifest, LoadStats, Loader, PreprocessConfig, TextTokenizer};
 use dissect_dist::{Collective, SingleProcess};
 use dissect_eval::EvalReport;
 use dissect_model::burn::module::Module;
@@ -33,7 +32,7 @@ use crate::job;
 use crate::log::{LogRecord, LogWriter, StepLog};
 use crate::metrics::{EpochSummary, StepRecord, StepTimes};
 use crate::observer::{Observer, RunStart};
-use crate::ranks::{RankScores, SelectionScope, gather_row_scores, gather_values, rank_slices, slice_batch};
+use crate::ranks::{JobRows, RankScores, SelectionScope, gather_row_scores, gather_values, slice_batch};
 use crate::reference::{self, Reference};
 use crate::schedule::Schedule;
 use crate::setup;
@@ -157,6 +156,8 @@ pub struct Run {
     /// On processes other than rank 0, the scratch folder their copy of the run lives in
     /// (removed when the run is dropped); they write nothing into the run folder.
     scratch: Option<tempfile::TempDir>,
+    /// Decode failures of batches of which no process had a row, counted with the next step.
+    carried_corrupt: u64,
     /// `None` only after a failed step consumed it.
     model: Option<Clip>,
     optim: ClipOptimizer,
@@ -218,7 +219,8 @@ impl Run {
         let fresh = checkpoint.is_none();
         let log = LogWriter::open(&files.log(), if fresh { 0 } else { state.log_len })?;
         let records = setup::records(config, &files, if fresh { 0 } else { state.records_len })?;
-        let (loader, preprocess) = setup::loader(config, train_set, &tokenizer, &model_config)?;
+        let part = (comm.world_size() > 1).then(|| BatchPart { index: comm.rank(), parts: comm.world_size() });
+        let (loader, preprocess) = setup::loader(config, train_set, &tokenizer, &model_config, part)?;
         let reference = reference::reference(config, &device)?;
         let schedule = config.optim.schedule(config.epochs, loader.batches_per_epoch());
         let mut run = Run {
@@ -235,6 +237,7 @@ impl Run {
             device,
             comm,
             scratch: None,
+            carried_corrupt: 0,
             model: Some(model),
             optim,
             selector,
@@ -289,7 +292,7 @@ impl Run {
         loop {
             let waiting = Instant::now();
             let Some(batch) = batches.next() else { break };
-            let step = self.step(&batch, waiting.elapsed().as_secs_f64())?;
+            let Some(step) = self.step(&batch, waiting.elapsed().as_secs_f64())? else { continue };
             observer.step_done(&step);
             let ending = self.ending_after_step(stop)?;
             if ending.is_some() || self.checkpoint_due() {
@@ -315,7 +318,7 @@ impl Run {
         }
         let mut stopping = [if stop.is_requested() { 1.0 } else { 0.0 }];
         if self.comm.world_size() > 1 {
-            self.comm.all_reduce_sum(&mut stopping).map_err(ModelError::from)?;
+            self.comm.all_reduce_sum(&mut stopping)?;
         }
         Ok((stopping[0] > 0.0).then_some(Ending::Interrupted))
     }
@@ -324,33 +327,40 @@ impl Run {
         self.config.checkpoint_every > 0 && self.state.step.is_multiple_of(self.config.checkpoint_every)
     }
 
-    /// Trains one batch: this process scores its slice, every process selects from the
-    /// scores of all (the same selections everywhere), and each trains on the rows it kept;
-    /// the step is accounted, logged and returned. `time_data` is how long the batch took to load.
-    pub fn step(&mut self, batch: &Batch, time_data: f64) -> Result<StepLog> {
+    /// Trains one batch: this process scores its part `batch` of it (all of it in a run of
+    /// one process), every process selects from the scores of all (the same selections
+    /// everywhere), and each trains on the rows it kept; the step is accounted, logged and
+    /// returned. `None` when no process has a row of the batch (every image failed to decode):
+    /// nothing is trained and its failures are counted with the next batch. `time_data` is how
+    /// long the batch took to load.
+    pub fn step(&mut self, batch: &Batch, time_data: f64) -> Result<Option<StepLog>> {
         let started = Instant::now();
-        let slices = rank_slices(batch.len(), self.comm.world_size());
-        let own = slices[self.comm.rank()].clone();
-        let host = slice_batch(batch, &batch.images, &own, &self.model_config, &self.device)?;
+        let rows = JobRows::gather(batch, &*self.comm, std::mem::take(&mut self.carried_corrupt))?;
+        if rows.batch.is_empty() {
+            self.carried_corrupt = rows.batch.corrupt_images;
+            self.state.next_batch = batch.batch_number + 1;
+            return Ok(None);
+        }
+        let host = slice_batch(batch, &batch.images, &(0..batch.len()), &self.model_config, &self.device)?;
 
         let clock = Instant::now();
-        let scores = self.score(batch, slices, host.as_ref())?;
+        let scores = self.score(batch, &rows, host.as_ref())?;
         let scoring = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
         let selections =
-            scores.select(batch, &mut self.selector, (self.state.epoch, self.state.step), &mut self.rng)?;
+            scores.select(&rows.batch, &mut self.selector, (self.state.epoch, self.state.step), &mut self.rng)?;
         let selection = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
         let lr = self.schedule.lr(self.state.step);
-        let stats = self.train_rows(host, scores.kept_in(&selections, &own), lr)?;
+        let stats = self.train_rows(host, scores.kept_in(&selections, &rows.own), lr)?;
         let training = clock.elapsed().as_secs_f64();
 
         let time = StepTimes { data: time_data, scoring, selection, training };
         let raw_scores =
             scores.current.as_ref().map(|parts| parts.iter().flat_map(|r| r.clip_scores.iter().copied()).collect());
-        let step = StepRecord { batch, selections: &selections, raw_scores, loss: stats.loss, time };
+        let step = StepRecord { batch: &rows.batch, selections: &selections, raw_scores, loss: stats.loss, time };
         self.state.epoch_accumulator.add_step(&step);
         if let Some(writer) = self.records.as_mut() {
             for selection in &selections {
@@ -359,28 +369,29 @@ impl Run {
         }
         let log = self.step_log(&step, stats.grad_norm, lr)?;
         self.state.train_time_s += started.elapsed().as_secs_f64() + time_data;
-        Ok(log)
+        Ok(Some(log))
     }
 
     /// The scoring pass of the model being trained (when the strategy or `track_scores` needs
     /// it) and the reference model's scores (oracle strategies), for every selection slice,
-    /// from this process's slice `own` of the batch. With augmentation both take the centre
-    /// crops, not the training images, so a pair's score history does not follow its crops.
-    fn score(&self, batch: &Batch, slices: Vec<Range<usize>>, own: Option<&ClipBatch>) -> Result<RankScores> {
-        let rank = self.comm.rank();
-        let global = self.config.selection_scope == SelectionScope::Global && slices.len() > 1;
+    /// from this process's part `batch` (`own`: its rows as tensors). With augmentation both
+    /// take the centre crops, not the training images, so a pair's score history does not
+    /// follow its crops.
+    fn score(&self, batch: &Batch, rows: &JobRows<'_>, own: Option<&ClipBatch>) -> Result<RankScores> {
+        let global = self.config.selection_scope == SelectionScope::Global && rows.slices.len() > 1;
         let needs = self.config.selection.strategy.needs();
+        let all_rows = 0..batch.len();
         // An `auto` warm-up is judged on every step's scores, so it needs the pass too.
         let current =
             if needs.clip_scores || needs.losses || self.config.track_scores || self.selector.awaits_warmup_end() {
                 let centre = match &batch.deterministic_images {
-                    Some(images) => slice_batch(batch, images, &slices[rank], &self.model_config, &self.device)?,
+                    Some(images) => slice_batch(batch, images, &all_rows, &self.model_config, &self.device)?,
                     None => None,
                 };
-                let (rows, model) = (centre.as_ref().or(own), self.model()?);
+                let (part, model) = (centre.as_ref().or(own), self.model()?);
                 Some(match global {
-                    true => vec![score_gathered(model, rows, &*self.comm)?],
-                    false => gather_row_scores(rows.map(|b| score_batch(model, b)).transpose()?, &*self.comm)?,
+                    true => vec![score_gathered(model, part, &*self.comm)?],
+                    false => gather_row_scores(part.map(|b| score_batch(model, b)).transpose()?, &*self.comm)?,
                 })
             } else {
                 None
@@ -388,14 +399,17 @@ impl Run {
         let reference = match &self.reference {
             Some(reference) => {
                 let strategy = self.config.selection.strategy;
-                let own_scores = reference.scores(strategy, batch, &slices[rank], &self.device)?;
+                let own_scores = match batch.is_empty() {
+                    true => Vec::new(),
+                    false => reference.scores(strategy, batch, &all_rows, &self.device)?,
+                };
                 let all = gather_values(own_scores, &*self.comm)?;
                 Some(if global { vec![all.concat()] } else { all })
             }
             None => None,
         };
         // One slice, the whole batch (a one-element Vec of a range, not the range's items).
-        let slices = if global { std::iter::once(0..batch.len()).collect() } else { slices };
+        let slices = if global { std::iter::once(0..rows.batch.len()).collect() } else { rows.slices.clone() };
         Ok(RankScores { slices, current, reference })
     }
 

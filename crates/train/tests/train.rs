@@ -381,6 +381,20 @@ fn skipped_samples_agree_with_inspect_across_a_resume() {
         (inspected.corrupt_images, inspected.missing_images, inspected.empty_captions, inspected.truncated)
     );
     assert_eq!(load.samples + load.dropped_last + load.skipped(), 192);
+
+    // A job of 3 processes decodes a part of each batch each, and resumed by 2 it counts the
+    // same skips, once each.
+    let job = dir.path().join("job");
+    let one_epoch = |max_steps| TrainConfig { epochs: 1, max_steps, ..config(&data, &job, Strategy::Random) };
+    let stopped = train_job(&TrainConfig { batch_size: 30, ..one_epoch(Some(2)) }, false, 3).unwrap();
+    assert_eq!(stopped.steps, 2);
+    let outcome = train_job(&TrainConfig { batch_size: 30, ..one_epoch(None) }, true, 2).unwrap();
+    let load = outcome.epochs[0].load;
+    assert_eq!(
+        (load.skipped_corrupt_image, load.skipped_missing_image, load.skipped_empty_caption),
+        (inspected.corrupt_images, inspected.missing_images, inspected.empty_captions)
+    );
+    assert_eq!(load.samples + load.dropped_last + load.skipped(), 192);
 }
 
 enum Damage {
