@@ -141,6 +141,8 @@ def main():
     ap.add_argument("--ratio", type=float, default=0.3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (every timing ends in a host read, so a GPU is synchronised)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "amp_bf16"],
+                    help="amp_bf16: forward and loss under torch.autocast(bfloat16), as open_clip_train's default")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -157,8 +159,13 @@ def main():
                              {"params": rest, "weight_decay": 0.0}],
                             lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
     nparams = sum(p.numel() for p in model.parameters())
-    print(f"pytorch {torch.__version__} on {dev}: preset {a.preset} params {nparams} batch {b} k {k} "
-          f"steps {a.steps} threads {torch.get_num_threads()}")
+    print(f"pytorch {torch.__version__} on {dev}: preset {a.preset} precision {a.precision} params {nparams} "
+          f"batch {b} k {k} steps {a.steps} threads {torch.get_num_threads()}")
+    amp = a.precision == "amp_bf16"
+
+    def autocast():
+        # open_clip_train's amp_bf16: the model and the loss under autocast.
+        return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp)
 
     img = (torch.rand(b, 3, c["image_size"], c["image_size"]) * 2 - 1).to(dev)
     l = c["context_length"]
@@ -168,8 +175,9 @@ def main():
     def train(idx=None):
         model.train()
         i, t, e = (img, tok, eot) if idx is None else (img[idx], tok[idx], eot[idx])
-        f, g, s = model(i, t, e)
-        loss = per_sample_loss(f, g, s).mean()
+        with autocast():
+            f, g, s = model(i, t, e)
+            loss = per_sample_loss(f, g, s).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -180,9 +188,9 @@ def main():
 
     def score():
         model.eval()  # BatchNorm on its running statistics, as dissect scores
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             f, g, s = model(img, tok, eot)
-            return (100 * (f * g).sum(1)).tolist(), per_sample_loss(f, g, s).tolist()
+            return (100 * (f * g).sum(1)).float().tolist(), per_sample_loss(f, g, s).float().tolist()
 
     full, sc, sel = [], [], []
     for rnd in range(a.steps + 1):

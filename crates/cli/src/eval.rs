@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use dissect_data::{DatasetManifest, PreprocessConfig};
+use dissect_model::{Precision, with_precision};
 use dissect_train::{EvalSet, ZeroShotFolder, ZeroShotTemplates, load_trained};
 
 #[derive(Args)]
@@ -26,6 +27,9 @@ pub struct EvalArgs {
     /// with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Arithmetic: fp32, or amp_bf16 (open_clip's autocast; tch devices only).
+    #[arg(long, default_value = "fp32")]
+    precision: Precision,
     /// Images of more pixels (width x height) than this are skipped [default: PIL's 89478485].
     #[arg(long, default_value_t = dissect_data::DEFAULT_MAX_IMAGE_PIXELS)]
     max_image_pixels: u64,
@@ -40,6 +44,7 @@ pub struct EvalArgs {
 
 pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     let device = dissect_model::device_from_name(&args.device)?;
+    args.precision.check_device(&device)?;
     let (model, config, tokenizer) = load_trained(&args.run, &device)?;
     let (manifest, data_dir) = match (&args.data, &args.val_data) {
         (Some(dir), _) => (DatasetManifest::load(dir)?, dir.clone()),
@@ -55,11 +60,11 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
         eprintln!("warning: {warning}");
     }
     let started = Instant::now();
-    let mut report = set.evaluate(&model, &config, &device, 0)?;
+    let mut report = with_precision(args.precision, || set.evaluate(&model, &config, &device, 0))?;
     if let Some(dir) = &args.zeroshot_data {
         let templates = ZeroShotTemplates::from_setting(args.zeroshot_templates.as_deref());
         let folder = ZeroShotFolder::load(dir, &templates, &tokenizer, &config, &preprocess, 2)?;
-        report.zero_shot_folder = Some(folder.evaluate(&model, &config, &device)?);
+        report.zero_shot_folder = Some(with_precision(args.precision, || folder.evaluate(&model, &config, &device))?);
     }
     println!("{} held-out pairs, evaluated in {:.1} s", report.images, started.elapsed().as_secs_f64());
     let scene = report.retrieval_scene.as_ref();

@@ -78,6 +78,10 @@ pub struct TrainOptions {
     /// (open_clip's --accum-freq: less memory, the same step).
     #[arg(long)]
     accum_freq: Option<usize>,
+    /// Arithmetic: fp32, or amp_bf16 (open_clip's autocast: matrix products, attention and
+    /// convolutions in bf16, the rest in f32; tch devices only) [default: fp32].
+    #[arg(long)]
+    precision: Option<String>,
     /// Burn's gradient checkpointing: memory-bound activations recomputed in the backward pass.
     #[arg(long)]
     #[serde(skip_serializing_if = "is_false")]
@@ -233,7 +237,7 @@ mod tests {
     }
 
     /// Every flag that takes no path made by the test, with a value unlike its default.
-    const FLAGS_AFTER_INIT: [&str; 59] = [
+    const FLAGS_AFTER_INIT: [&str; 61] = [
         "--tokenizer",
         "t.json",
         "--lock-image",
@@ -274,6 +278,9 @@ mod tests {
         "cpu",
         "--selection-scope",
         "global",
+        // amp_bf16 needs a tch device, which this build lacks: the name still travels.
+        "--precision",
+        "fp32",
         "--local-loss",
         "--gather-with-grad",
         "--mapped-scores",
@@ -340,6 +347,9 @@ mod tests {
             (config.zeroshot_data.as_deref().and_then(Path::to_str), config.zeroshot_templates.as_deref()),
             (Some(init.as_str()), Some("imagenet"))
         );
+        let amp = Cli::parse_from(["x", "--precision", "amp_bf16"]).options.resolve(toml::Table::new());
+        let err = amp.unwrap_err().to_string();
+        assert!(err.contains("precision") && err.contains("tch"), "bf16 on the cpu device is refused: {err}");
         let accum = Cli::parse_from(["x", "--accum-freq", "3"]).options.resolve(toml::Table::new()).unwrap();
         assert_eq!(accum.accum_freq, 3);
         assert_eq!(

@@ -12,7 +12,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use dissect_model::burn::module::Module;
 use dissect_model::{
-    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, device_from_name, score_batch, train_step,
+    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, Precision, device_from_name, score_batch, train_step,
+    with_precision,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,10 +24,18 @@ struct Args {
     steps: usize,
     ratio: f64,
     device: String,
+    precision: Precision,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args { preset: "tiny".into(), batch: 256, steps: 5, ratio: 0.3, device: "cpu".into() };
+    let mut args = Args {
+        preset: "tiny".into(),
+        batch: 256,
+        steps: 5,
+        ratio: 0.3,
+        device: "cpu".into(),
+        precision: Precision::Fp32,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -36,7 +45,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--steps" => args.steps = value.parse().context("--steps")?,
             "--ratio" => args.ratio = value.parse().context("--ratio")?,
             "--device" => args.device = value,
-            _ => bail!("unknown flag {flag} (use --preset --batch --steps --ratio --device)"),
+            "--precision" => args.precision = value.parse()?,
+            _ => bail!("unknown flag {flag} (use --preset --batch --steps --ratio --device --precision)"),
         }
     }
     if args.batch < 2 || args.steps == 0 || !(0.0..=1.0).contains(&args.ratio) {
@@ -54,6 +64,11 @@ fn main() -> anyhow::Result<()> {
     // As the `dissect` binary does: freed tensor buffers stay in the process for reuse.
     dissect_model::keep_freed_memory();
     let args = parse_args()?;
+    with_precision(args.precision, || bench(&args))
+}
+
+/// The timed rounds, in the precision of `args`.
+fn bench(args: &Args) -> anyhow::Result<()> {
     let cfg = ClipConfig::preset(&args.preset)?;
     let b = args.batch;
     let k = ((b as f64 * args.ratio).floor() as usize).max(1);
@@ -66,6 +81,7 @@ fn main() -> anyhow::Result<()> {
     let eot: Vec<usize> = (0..b).map(|_| rng.random_range(l / 2..l)).collect();
 
     let device = device_from_name(&args.device)?;
+    args.precision.check_device(&device)?;
     let train_dev = device.clone().autodiff();
     let batch = ClipBatch::from_host(&cfg, &images, &tokens, &eot, &device)?;
     let train_batch = batch.to_device(&train_dev);
@@ -73,7 +89,8 @@ fn main() -> anyhow::Result<()> {
     let mut optim = ClipOptimizer::new(&model, AdamWSettings::default());
     // Trainable parameters, as PyTorch counts them (BatchNorm running statistics are buffers).
     let params: usize = optim.params().iter().map(|p| p.shape.iter().product::<usize>()).sum();
-    println!("burn {}: preset {} params {params} batch {b} k {k} steps {}", args.device, args.preset, args.steps);
+    let (name, preset, precision) = (&args.device, &args.preset, args.precision.name());
+    println!("burn {name}: preset {preset} precision {precision} params {params} batch {b} k {k} steps {}", args.steps);
 
     let (mut full, mut score, mut selected) = (vec![], vec![], vec![]);
     // One untimed warm-up round, then `steps` timed rounds.

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use burn::tensor::activation::sigmoid;
 
 use crate::kernels::{gelu, layer_norm, self_attention};
+use crate::precision;
 
 /// Seeded parameter initialiser. Burn's own RNG is global per backend, so tests running in
 /// parallel threads would interleave draws; a private ChaCha stream keeps `seed → weights` exact.
@@ -84,7 +85,8 @@ pub struct Attention {
 impl Attention {
     /// `[b, l, d]` → `[b, l, d]`; `causal` masks every position's view of later ones.
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let ctx = self_attention(linear_rows(&self.qkv, x), self.heads, causal);
+        let qkv = precision::lower(linear_rows(&self.qkv, x));
+        let ctx = precision::restore(self_attention(qkv, self.heads, causal));
         linear_rows(&self.out, ctx)
     }
 }
@@ -93,7 +95,7 @@ impl Attention {
 /// batched matmul for 3-D inputs, which is much slower than one large matrix product.
 pub(crate) fn linear_rows(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [b, l, d] = x.dims();
-    let y = layer.forward(x.reshape([b * l, d]));
+    let y = precision::linear(layer, x.reshape([b * l, d]));
     let out = y.dims()[1];
     y.reshape([b, l, out])
 }

@@ -14,6 +14,7 @@ mod memory;
 mod model;
 mod openclip;
 mod optim;
+mod precision;
 mod resnet;
 mod step;
 mod text;
@@ -37,6 +38,7 @@ pub use openclip::{
 pub use optim::{
     AdamWSettings, ClipOptimizer, ParamInfo, clamp_logit_scale, clip_grad_norm, max_logit_scale, param_infos,
 };
+pub use precision::{Precision, with_precision};
 pub use resnet::{AttentionPool, BatchNorm2d, Bottleneck, Conv, Downsample, ModifiedResNet, NormMode, RunningStats};
 pub use step::{RowScores, StepStats, score_batch, train_step, train_step_accumulated};
 pub use text::TextTransformer;

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::config::{ClipConfig, VisionConfig};
 use crate::error::ModelError;
 use crate::layers::Init;
+use crate::precision::{self, with_precision};
 use crate::resnet::{ModifiedResNet, NormMode, RunningStats};
 use crate::text::TextTransformer;
 use crate::vit::VisionTransformer;
@@ -128,7 +129,9 @@ impl Clip {
             };
         }
         let (image_features, text_features) = std::thread::scope(|scope| {
-            let text = scope.spawn(|| self.encode_text(tokens, eot));
+            // The precision is per thread: the text tower's thread takes this one's.
+            let precision = precision::current();
+            let text = scope.spawn(move || with_precision(precision, || self.encode_text(tokens, eot)));
             let image = self.encode_image(images);
             let text = text.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (image, text)

@@ -23,6 +23,7 @@ use burn::tensor::ops::AvgPoolOptions;
 use crate::config::ResNetConfig;
 use crate::kernels::{attention, batch_norm_train, conv2d};
 use crate::layers::{Init, linear_rows};
+use crate::precision;
 
 /// PyTorch's BatchNorm defaults.
 const BN_EPSILON: f64 = 1e-5;
@@ -134,7 +135,7 @@ impl Conv {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let (s, p) = (self.stride, self.padding);
-        conv2d(x, self.weight.val(), s, p)
+        precision::restore(conv2d(precision::lower(x), precision::lower(self.weight.val()), s, p))
     }
 }
 
@@ -270,8 +271,9 @@ impl AttentionPool {
         let q = split(linear_rows(&self.q_proj, tokens.clone().narrow(1, 0, 1)), 1);
         let k = split(linear_rows(&self.k_proj, tokens.clone()), n);
         let v = split(linear_rows(&self.v_proj, tokens), n);
-        let ctx: Tensor<4> = attention(q, k, v, false);
-        self.c_proj.forward(ctx.swap_dims(1, 2).reshape([b, d]))
+        let (q, k, v) = (precision::lower(q), precision::lower(k), precision::lower(v));
+        let ctx: Tensor<4> = precision::restore(attention(q, k, v, false));
+        precision::linear(&self.c_proj, ctx.swap_dims(1, 2).reshape([b, d]))
     }
 }
 

@@ -7,6 +7,7 @@ use burn::tensor::{Int, Tensor};
 use crate::config::TextConfig;
 use crate::kernels::layer_norm;
 use crate::layers::{Block, BlockShape, Init};
+use crate::precision;
 
 /// Causal text transformer tower.
 #[derive(Module, Debug)]
@@ -50,6 +51,6 @@ impl TextTransformer {
         // so normalising only the picked rows is the same and cheaper.
         let rows = Tensor::<1, Int>::arange(0..b as i64, &device).mul_scalar(l as i64) + eot;
         let x = x.reshape([b * l, width]).select(0, rows);
-        self.text_projection.forward(layer_norm(&self.ln_final, x))
+        precision::linear(&self.text_projection, layer_norm(&self.ln_final, x))
     }
 }

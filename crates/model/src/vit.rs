@@ -7,6 +7,7 @@ use burn::tensor::Tensor;
 use crate::config::VitConfig;
 use crate::kernels::layer_norm;
 use crate::layers::{Block, BlockShape, Init, linear_rows};
+use crate::precision;
 
 /// ViT image tower (open_clip's `VisionTransformer` without its optional extras).
 #[derive(Module, Debug)]
@@ -64,6 +65,6 @@ impl VisionTransformer {
             x = block.forward(x, false);
         }
         let cls: Tensor<2> = x.narrow(1, 0, 1).squeeze_dim(1);
-        self.proj.forward(layer_norm(&self.ln_post, cls))
+        precision::linear(&self.proj, layer_norm(&self.ln_post, cls))
     }
 }

@@ -12,7 +12,7 @@ use dissect_select::{RecordFormat, SelectError, SelectionConfig};
 use serde::{Deserialize, Serialize};
 
 use dissect_data::RandomResizedCrop;
-use dissect_model::{ClipConfig, OpenClipConfig, TowerLock};
+use dissect_model::{ClipConfig, OpenClipConfig, Precision, TowerLock};
 
 use crate::error::{Result, TrainError};
 use crate::ranks::SelectionScope;
@@ -64,6 +64,9 @@ pub struct TrainConfig {
     /// Train the selected rows in this many micro-batches, the contrastive loss still over all
     /// of them (open_clip's `--accum-freq`): less activation memory, the same step.
     pub accum_freq: usize,
+    /// The arithmetic of the passes (open_clip's `--precision`): `fp32`, or `amp_bf16` (matrix
+    /// products, attention and convolutions in bf16, the rest in f32; LibTorch devices only).
+    pub precision: Precision,
     /// Burn's gradient checkpointing on the training device (its "balanced" strategy: the
     /// outputs of memory-bound operations are recomputed in the backward pass, not kept).
     pub grad_checkpointing: bool,
@@ -236,6 +239,7 @@ impl Default for TrainConfig {
             batch_size: 256,
             accum_freq: 1,
             grad_checkpointing: false,
+            precision: Precision::Fp32,
             seed: 0,
             device: "cpu".into(),
             selection_scope: SelectionScope::Local,
@@ -263,10 +267,11 @@ impl Default for TrainConfig {
 /// Settings a resumed run may change. The loader gives the same batches for any thread count,
 /// the loss variants of a job of processes take the same step (but for `local_loss` alone),
 /// the score state's storage does not change its values, and the zero-shot folder is only
-/// evaluated; a different device continues the run but gives up bit-equality with an unbroken
-/// one.
-const RESUMABLE_CHANGES: [&str; 12] = [
+/// evaluated; a different device or precision continues the run but gives up bit-equality
+/// with an unbroken one.
+const RESUMABLE_CHANGES: [&str; 13] = [
     "out",
+    "precision",
     "local_loss",
     "gather_with_grad",
     "epochs",
@@ -384,7 +389,9 @@ impl TrainConfig {
         if self.epochs == 0 {
             return Err(bad("epochs", "must be at least 1"));
         }
-        dissect_model::device_from_name(&self.device).map_err(|e| TrainError::Config(e.to_string()))?;
+        dissect_model::device_from_name(&self.device)
+            .and_then(|device| self.precision.check_device(&device))
+            .map_err(|e| TrainError::Config(e.to_string()))?;
         if self.batch_size < 2 {
             return Err(bad(
                 "batch_size",

@@ -17,7 +17,7 @@ use dissect_model::burn::module::Module;
 use dissect_model::burn::tensor::Device;
 use dissect_model::{
     Clip, ClipBatch, ClipConfig, ClipOptimizer, GlobalNegatives, ModelError, StepStats, model_to_bytes, score_batch,
-    score_gathered, train_step, train_step_accumulated, train_step_distributed,
+    score_gathered, train_step, train_step_accumulated, train_step_distributed, with_precision,
 };
 use dissect_select::{AutoWarmupEnd, RecordWriter, Selector, Strategy, auto_warmup_end};
 use rand_chacha::ChaCha8Rng;
@@ -334,6 +334,11 @@ impl Run {
     /// nothing is trained and its failures are counted with the next batch. `time_data` is how
     /// long the batch took to load.
     pub fn step(&mut self, batch: &Batch, time_data: f64) -> Result<Option<StepLog>> {
+        with_precision(self.config.precision, || self.train_batch(batch, time_data))
+    }
+
+    /// [`Run::step`] in the run's precision.
+    fn train_batch(&mut self, batch: &Batch, time_data: f64) -> Result<Option<StepLog>> {
         let started = Instant::now();
         let rows = JobRows::gather(batch, &*self.comm, std::mem::take(&mut self.carried_corrupt))?;
         if rows.batch.is_empty() {
@@ -555,7 +560,9 @@ impl Run {
         }
         let (set, model) = (self.eval_set.as_ref().ok_or_else(stopped_after_failure)?, self.model()?.valid());
         observer.evaluating(self.state.epoch, set.len());
-        let mut report = set.evaluate(&model, &self.model_config, &self.device, self.config.seed)?;
+        let precision = self.config.precision;
+        let evaluate = || set.evaluate(&model, &self.model_config, &self.device, self.config.seed);
+        let mut report = with_precision(precision, evaluate)?;
         if let Some(dir) = &self.config.zeroshot_data {
             if self.zeroshot.is_none() {
                 let templates = ZeroShotTemplates::from_setting(self.config.zeroshot_templates.as_deref());
@@ -571,7 +578,8 @@ impl Run {
                 self.zeroshot = Some(folder);
             }
             let folder = self.zeroshot.as_ref().ok_or_else(stopped_after_failure)?;
-            report.zero_shot_folder = Some(folder.evaluate(&model, &self.model_config, &self.device)?);
+            let evaluate = || folder.evaluate(&model, &self.model_config, &self.device);
+            report.zero_shot_folder = Some(with_precision(precision, evaluate)?);
         }
         Ok(report)
     }

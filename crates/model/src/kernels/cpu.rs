@@ -23,9 +23,12 @@ pub(crate) fn uses_fused_ops<const D: usize>(x: &Tensor<D>) -> bool {
     uses_cpu_kernels(x) || on_libtorch(x)
 }
 
+/// Whether `x` is an f32 or (under `amp_bf16`) a bf16 tensor on LibTorch: its native ops take
+/// either, and give gradients of the same dtype.
 #[cfg(feature = "tch")]
 pub(crate) fn on_libtorch<const D: usize>(x: &Tensor<D>) -> bool {
-    matches!(x.device().inner().as_dispatch(), burn::backend::DispatchDevice::LibTorch(_)) && x.dtype() == DType::F32
+    matches!(x.device().inner().as_dispatch(), burn::backend::DispatchDevice::LibTorch(_))
+        && matches!(x.dtype(), DType::F32 | DType::BF16)
 }
 
 #[cfg(not(feature = "tch"))]
