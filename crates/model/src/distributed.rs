@@ -17,11 +17,11 @@ use dissect_dist::Collective;
 
 use crate::batch::ClipBatch;
 use crate::error::ModelError;
-use crate::loss::{clip_scores, per_sample_loss, scalar_f32, to_vec_f32};
+use crate::loss::{per_sample_loss, scalar_f32, to_vec_f32};
 use crate::model::{Clip, ClipOutput};
 use crate::optim::{ClipOptimizer, ParamInfo};
 use crate::resnet::RunningStats;
-use crate::step::{RowScores, StepStats, apply_gradients, model_device};
+use crate::step::{RowScores, StepStats, apply_gradients, model_device, row_scores};
 
 /// How a distributed step's contrastive loss sees the other processes' rows (open_clip's
 /// `--local-loss` and `--gather-with-grad`).
@@ -91,8 +91,7 @@ pub fn score_gathered(model: &Clip, batch: Option<&ClipBatch>, comm: &dyn Collec
         text_features: Tensor::from_data(TensorData::new(gathered.texts, shape), &device),
         logit_scale: model.logit_scale.val(),
     };
-    let scores = clip_scores(&out.image_features, &out.text_features);
-    Ok(RowScores { clip_scores: to_vec_f32(scores)?, per_sample_loss: to_vec_f32(per_sample_loss(&out))? })
+    row_scores(&out)
 }
 
 /// Every process's features of its rows, stacked in rank order, without the tape.

@@ -85,8 +85,8 @@ pub struct Attention {
 impl Attention {
     /// `[b, l, d]` → `[b, l, d]`; `causal` masks every position's view of later ones.
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let qkv = precision::lower(linear_rows(&self.qkv, x));
-        let ctx = precision::restore(self_attention(qkv, self.heads, causal));
+        // Under autocast q/k/v and the context stay bf16 from one product to the next.
+        let ctx = self_attention(linear_rows_lowered(&self.qkv, x), self.heads, causal);
         linear_rows(&self.out, ctx)
     }
 }
@@ -94,8 +94,13 @@ impl Attention {
 /// A linear layer over the rows of `[b, l, d]` as one 2-D GEMM: `flex` runs a broadcast
 /// batched matmul for 3-D inputs, which is much slower than one large matrix product.
 pub(crate) fn linear_rows(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    precision::restore(linear_rows_lowered(layer, x))
+}
+
+/// [`linear_rows`] left in bf16 under autocast (see `precision::linear_lowered`).
+pub(crate) fn linear_rows_lowered(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [b, l, d] = x.dims();
-    let y = precision::linear(layer, x.reshape([b * l, d]));
+    let y = precision::linear_lowered(layer, x.reshape([b * l, d]));
     let out = y.dims()[1];
     y.reshape([b, l, out])
 }

@@ -111,17 +111,22 @@ pub(crate) fn restore<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     }
 }
 
-/// `layer(x)` on `[n, d_in]` rows, its product in bf16 under autocast.
+/// `layer(x)` on `[n, d_in]` rows, its product in bf16 under autocast, handed back in f32.
 pub(crate) fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
+    restore(linear_lowered(layer, x))
+}
+
+/// `layer(x)` on `[n, d_in]` rows, left in bf16 under autocast: for a result that goes on into
+/// another bf16 operation (attention), which would otherwise cast it to f32 and back.
+pub(crate) fn linear_lowered(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     if current() == Precision::Fp32 {
         return layer.forward(x);
     }
     let y = lower(x).matmul(lower(layer.weight.val()));
-    let y = match &layer.bias {
+    match &layer.bias {
         Some(bias) => y + lower(bias.val()).unsqueeze_dim(0),
         None => y,
-    };
-    restore(y)
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use burn::tensor::ops::AvgPoolOptions;
 
 use crate::config::ResNetConfig;
 use crate::kernels::{attention, batch_norm_train, conv2d};
-use crate::layers::{Init, linear_rows};
+use crate::layers::{Init, linear_rows_lowered};
 use crate::precision;
 
 /// PyTorch's BatchNorm defaults.
@@ -268,11 +268,11 @@ impl AttentionPool {
         let (heads, n) = (self.heads, h * w + 1);
         let dk = d / heads;
         let split = |t: Tensor<3>, len: usize| t.reshape([b, len, heads, dk]).swap_dims(1, 2);
-        let q = split(linear_rows(&self.q_proj, tokens.clone().narrow(1, 0, 1)), 1);
-        let k = split(linear_rows(&self.k_proj, tokens.clone()), n);
-        let v = split(linear_rows(&self.v_proj, tokens), n);
-        let (q, k, v) = (precision::lower(q), precision::lower(k), precision::lower(v));
-        let ctx: Tensor<4> = precision::restore(attention(q, k, v, false));
+        // Under autocast q/k/v and the context stay bf16 from one product to the next.
+        let q = split(linear_rows_lowered(&self.q_proj, tokens.clone().narrow(1, 0, 1)), 1);
+        let k = split(linear_rows_lowered(&self.k_proj, tokens.clone()), n);
+        let v = split(linear_rows_lowered(&self.v_proj, tokens), n);
+        let ctx: Tensor<4> = attention(q, k, v, false);
         precision::linear(&self.c_proj, ctx.swap_dims(1, 2).reshape([b, d]))
     }
 }

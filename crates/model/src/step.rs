@@ -182,7 +182,11 @@ pub fn score_batch(model: &Clip, batch: &ClipBatch) -> Result<RowScores, ModelEr
 /// [`score_batch`] for a model already without the tape.
 fn score_untracked(model: &Clip, batch: &ClipBatch) -> Result<RowScores, ModelError> {
     let batch = batch.to_device(&model_device(model));
-    let out = model.forward(batch.images, batch.tokens, batch.eot);
+    row_scores(&model.forward(batch.images, batch.tokens, batch.eot))
+}
+
+/// The scores of every row of `out`, against the rows of `out`.
+pub(crate) fn row_scores(out: &ClipOutput) -> Result<RowScores, ModelError> {
     let scores = clip_scores(&out.image_features, &out.text_features);
-    Ok(RowScores { clip_scores: to_vec_f32(scores)?, per_sample_loss: to_vec_f32(per_sample_loss(&out))? })
+    Ok(RowScores { clip_scores: to_vec_f32(scores)?, per_sample_loss: to_vec_f32(per_sample_loss(out))? })
 }

@@ -100,27 +100,19 @@ fn decode_rows(bytes: &[u8], all: &mut Batch) -> Result<()> {
     Ok(())
 }
 
-/// Rows `rows` of `batch` (with `images`, the training or the scoring crops) as tensors on
-/// `device`; `None` for an empty range.
-pub(crate) fn slice_batch(
+/// This process's part `batch` (with `images`, the training or the scoring crops) as tensors
+/// on `device`; `None` when the part has no row.
+pub(crate) fn part_tensors(
     batch: &Batch,
     images: &[f32],
-    rows: &Range<usize>,
     config: &ClipConfig,
     device: &Device,
 ) -> Result<Option<ClipBatch>> {
-    if rows.is_empty() {
+    if batch.is_empty() {
         return Ok(None);
     }
-    let per_image = images.len() / batch.len().max(1);
-    let context = batch.tokens.context_len;
-    Ok(Some(ClipBatch::from_host(
-        config,
-        &images[rows.start * per_image..rows.end * per_image],
-        &batch.tokens.ids[rows.start * context..rows.end * context],
-        &batch.tokens.eot_positions[rows.clone()],
-        device,
-    )?))
+    let tokens = &batch.tokens;
+    Ok(Some(ClipBatch::from_host(config, images, &tokens.ids, &tokens.eot_positions, device)?))
 }
 
 /// Every process's scores of its slice, in rank order, from this process's own.

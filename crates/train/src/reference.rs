@@ -1,7 +1,6 @@
 //! The frozen reference model of the oracle strategies (`oracle-clipscore`,
 //! `oracle-cliploss`): a trained run loaded once, scoring each batch with its own tokenizer.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use dissect_data::{Batch, TextTokenizer};
@@ -31,20 +30,12 @@ pub(crate) fn reference(config: &TrainConfig, device: &Device) -> Result<Option<
 }
 
 impl Reference {
-    /// Scores of the batch rows `rows` (one rank's local batch: negCLIPLoss contrasts against
-    /// that rank's rows), tokenized with the reference run's own tokenizer.
-    pub(crate) fn scores(
-        &self,
-        strategy: Strategy,
-        batch: &Batch,
-        rows: &Range<usize>,
-        device: &Device,
-    ) -> Result<Vec<f32>> {
-        let captions: Vec<&str> = batch.captions[rows.clone()].iter().map(String::as_str).collect();
+    /// Scores of the rows of `batch` (a process's part of the step's batch: negCLIPLoss
+    /// contrasts against that part's rows), tokenized with the reference run's own tokenizer.
+    pub(crate) fn scores(&self, strategy: Strategy, batch: &Batch, device: &Device) -> Result<Vec<f32>> {
+        let captions: Vec<&str> = batch.captions.iter().map(String::as_str).collect();
         let tokens = self.tokenizer.encode_batch(&captions, self.config.text.context_length)?;
         let images = batch.scoring_images();
-        let per_image = images.len() / batch.len();
-        let images = &images[rows.start * per_image..rows.end * per_image];
         let host = ClipBatch::from_host(&self.config, images, &tokens.ids, &tokens.eot_positions, device)?;
         let out = self.model.forward(host.images, host.tokens, host.eot);
         let scores = match strategy {

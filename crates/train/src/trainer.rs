@@ -32,7 +32,7 @@ use crate::job;
 use crate::log::{LogRecord, LogWriter, StepLog};
 use crate::metrics::{EpochSummary, StepRecord, StepTimes};
 use crate::observer::{Observer, RunStart};
-use crate::ranks::{JobRows, RankScores, SelectionScope, gather_row_scores, gather_values, slice_batch};
+use crate::ranks::{JobRows, RankScores, SelectionScope, gather_row_scores, gather_values, part_tensors};
 use crate::reference::{self, Reference};
 use crate::schedule::Schedule;
 use crate::setup;
@@ -346,7 +346,7 @@ impl Run {
             self.state.next_batch = batch.batch_number + 1;
             return Ok(None);
         }
-        let host = slice_batch(batch, &batch.images, &(0..batch.len()), &self.model_config, &self.device)?;
+        let host = part_tensors(batch, &batch.images, &self.model_config, &self.device)?;
 
         let clock = Instant::now();
         let scores = self.score(batch, &rows, host.as_ref())?;
@@ -385,12 +385,11 @@ impl Run {
     fn score(&self, batch: &Batch, rows: &JobRows<'_>, own: Option<&ClipBatch>) -> Result<RankScores> {
         let global = self.config.selection_scope == SelectionScope::Global && rows.slices.len() > 1;
         let needs = self.config.selection.strategy.needs();
-        let all_rows = 0..batch.len();
         // An `auto` warm-up is judged on every step's scores, so it needs the pass too.
         let current =
             if needs.clip_scores || needs.losses || self.config.track_scores || self.selector.awaits_warmup_end() {
                 let centre = match &batch.deterministic_images {
-                    Some(images) => slice_batch(batch, images, &all_rows, &self.model_config, &self.device)?,
+                    Some(images) => part_tensors(batch, images, &self.model_config, &self.device)?,
                     None => None,
                 };
                 let (part, model) = (centre.as_ref().or(own), self.model()?);
@@ -406,7 +405,7 @@ impl Run {
                 let strategy = self.config.selection.strategy;
                 let own_scores = match batch.is_empty() {
                     true => Vec::new(),
-                    false => reference.scores(strategy, batch, &all_rows, &self.device)?,
+                    false => reference.scores(strategy, batch, &self.device)?,
                 };
                 let all = gather_values(own_scores, &*self.comm)?;
                 Some(if global { vec![all.concat()] } else { all })
@@ -535,7 +534,7 @@ impl Run {
     }
 
     fn evaluation_due(&self, epoch: u32) -> bool {
-        if self.manifest.test.is_empty() || self.scratch.is_some() {
+        if self.manifest.test.is_empty() || self.comm.rank() != 0 {
             return false; // shards without --val-data, or not rank 0
         }
         let every = self.config.eval_every;
@@ -587,7 +586,7 @@ impl Run {
     /// Writes a checkpoint of the whole state (flushing logs and records first, so their
     /// recorded lengths are on disk) and returns its folder.
     pub fn checkpoint(&mut self) -> Result<PathBuf> {
-        if self.scratch.is_some() {
+        if self.comm.rank() != 0 {
             return Ok(self.last_checkpoint.clone()); // rank 0 writes the job's checkpoints
         }
         if let Some(records) = self.records.as_mut() {
