@@ -2,7 +2,7 @@
 # Builds stripped `dissect` and `bench_step` binaries with the `tch` feature (Burn's LibTorch
 # backend) against the libtorch of a PyPI torch 2.11.0, without network access, to run here on
 # the CPU (`--device tch`) or to carry to a GPU machine that has the same torch
-# (`--device tch:cuda`).
+# (`--device tch:cuda`); and `bench_loader` (the data loader alone, no LibTorch) beside them.
 #
 #   PYTHON=/path/to/venv/bin/python bench/build_tch.sh [OUT_DIR]     # default OUT_DIR: dist/tch
 #
@@ -41,13 +41,15 @@ fi
 
 cargo rustc --release -p dissect-cli --bin dissect --features tch -- "${link[@]}"
 cargo rustc --release -p dissect-model --example bench_step --features tch -- "${link[@]}"
+cargo build --release -p dissect-data --example bench_loader
 
 mkdir -p "$out"
 strip -o "$out/dissect" "$target/release/dissect"
 strip -o "$out/bench_step" "$target/release/examples/bench_step"
+strip -o "$out/bench_loader" "$target/release/examples/bench_loader"
 
 glibc=$(objdump -T "$out/dissect" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
-echo "built $out/dissect and $out/bench_step (torch $version; needs $glibc or newer on the machine that runs them)"
+echo "built $out/dissect, $out/bench_step and $out/bench_loader (torch $version; needs $glibc or newer on the machine that runs them)"
 echo "LibTorch libraries they load: $(readelf -d "$out/dissect" | grep -o 'libtorch[a-z_]*\.so' | sort -u | tr '\n' ' ')"
 echo "run them with the same torch's libraries on the library path, e.g."
 echo "  LD_LIBRARY_PATH=$torch_lib $out/dissect train --device tch:cuda ..."

@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
-"""The table of bench/e2e_openclip.sh: time, CPU, memory and held-out retrieval of each run.
+"""The table of bench/e2e_openclip.sh: time, CPU, memory, GPU memory and held-out retrieval of
+each run, and each dissect run's wall time over open_clip_train's.
 
 Every model is scored by the same code, open_clip's own (`open_clip_train.train.
 get_clip_metrics`: the paired caption is the only hit), on the same held-out shard with
-open_clip's eval transform and tokenizer: open_clip's last checkpoint as it saved it, and
-each dissect run through `dissect export` (open_clip's state dict and config).
+open_clip's eval transform and tokenizer, on the GPU where there is one: open_clip's last
+checkpoint as it saved it, and each dissect run through `dissect export` (open_clip's state
+dict and config). The costs are bench/timed.py's reports.
 
-    python bench/e2e_summary.py OUT EPOCHS TRAIN_SAMPLES
+    python bench/e2e_summary.py OUT EPOCHS TRAIN_SAMPLES DATA
 """
 
 import io
 import json
-import re
 import sys
 import tarfile
 from pathlib import Path
@@ -26,22 +27,20 @@ RUNS = ["open_clip", "full", "dissect-momentum"]
 
 
 def resources(path):
-    text = Path(path).read_text()
-    field = lambda name: re.search(rf"{re.escape(name)}: (.+)", text).group(1).strip()
-    parts = [float(p) for p in field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":")]
-    wall = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
-    cpu = float(field("User time (seconds)")) + float(field("System time (seconds)"))
-    return wall, cpu, int(field("Maximum resident set size (kbytes)")) / 1024
+    cost = json.loads(Path(path).read_text())
+    if cost["status"] != 0:
+        raise SystemExit(f"{' '.join(cost['command'][:3])} ... failed with status {cost['status']}")
+    return cost["wall_s"], cost["cpu_s"], cost["peak_rss_mib"], cost["peak_gpu_mib"]
 
 
-def held_out(out):
+def held_out(data):
     pairs = {}
-    for shard in sorted((out / "data").glob("test-*.tar")):
+    for shard in sorted(data.glob("test-*.tar")):
         with tarfile.open(shard) as tar:
             for member in tar.getmembers():
                 key, _, ext = member.name.partition(".")
                 data = tar.extractfile(member).read()
-                if ext == "png":
+                if ext in ("png", "jpg", "jpeg"):
                     pairs.setdefault(key, {})["image"] = Image.open(io.BytesIO(data)).convert("RGB")
                 elif ext == "txt":
                     pairs.setdefault(key, {})["caption"] = data.decode()
@@ -50,18 +49,21 @@ def held_out(out):
 
 
 def metrics(model, config, images, captions):
-    model.eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device).eval()
     size = config["vision_cfg"]["image_size"]
     transform = open_clip.image_transform(size, is_train=False)
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=config["text_cfg"]["context_length"])
     with torch.no_grad():
-        f = model.encode_image(torch.stack([transform(i) for i in images]), normalize=True)
-        g = model.encode_text(tokenizer(captions), normalize=True)
-        return get_clip_metrics(f, g, model.logit_scale.exp())
+        f = torch.cat([model.encode_image(torch.stack([transform(i) for i in images[at:at + 256]]).to(device),
+                                          normalize=True) for at in range(0, len(images), 256)])
+        g = torch.cat([model.encode_text(tokenizer(captions[at:at + 256]).to(device), normalize=True)
+                       for at in range(0, len(captions), 256)])
+        return get_clip_metrics(f.float(), g.float(), model.logit_scale.exp().float())
 
 
 def open_clip_model(out, epochs):
-    config = json.loads(Path("bench/tiny-clip.json").read_text())
+    config = json.loads((out / "model.json").read_text())
     model = open_clip.model.CLIP(**config)
     state = torch.load(out / "open_clip" / "checkpoints" / f"epoch_{epochs}.pt", map_location="cpu")["state_dict"]
     model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=True)
@@ -77,19 +79,24 @@ def dissect_model(out, run):
 
 
 def main():
-    out, epochs, samples = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-    images, captions = held_out(out)
+    out, epochs, samples, data = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+    images, captions = held_out(data)
     print(f"{epochs} epochs of {samples} pairs; held-out {len(captions)} pairs, scored by open_clip's get_clip_metrics")
-    print("| trainer | wall | per epoch | samples/s | CPU s | peak RSS | I→T R@1/5/10 | T→I R@1/5/10 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| trainer | wall | per epoch | pairs/s | CPU s | peak RSS | peak GPU | I→T R@1/5/10 | T→I R@1/5/10 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    walls = {}
     for run in RUNS:
-        wall, cpu, rss = resources(out / f"time-{run}.txt")
+        wall, cpu, rss, gpu = resources(out / f"cost-{run}.json")
+        walls[run] = wall
         model, config = open_clip_model(out, epochs) if run == "open_clip" else dissect_model(out, run)
         m = metrics(model, config, images, captions)
         r = lambda d: "/".join(f"{100 * m[f'{d}_R@{k}']:.1f}" for k in (1, 5, 10))
         name = "open_clip_train" if run == "open_clip" else f"dissect {run}"
+        gpu_cell = "–" if gpu is None else f"{gpu:.0f} MiB"
         print(f"| {name} | {wall:.0f} s | {wall / epochs:.1f} s | {epochs * samples / wall:.0f} | {cpu:.0f} | "
-              f"{rss:.0f} MB | {r('image_to_text')} | {r('text_to_image')} |")
+              f"{rss:.0f} MiB | {gpu_cell} | {r('image_to_text')} | {r('text_to_image')} |")
+    for run in RUNS[1:]:
+        print(f"wall time, dissect {run} / open_clip_train: {walls[run] / walls['open_clip']:.2f}")
 
 
 if __name__ == "__main__":

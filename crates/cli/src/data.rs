@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use dissect_data::{
-    Benchmark, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_VOCAB_SIZE, GenerateOptions, MANIFEST_FILE, PackOptions, PackReport,
-    PreprocessConfig, ShardSet, TestSplit, TextTokenizer, generate, inspect, pack,
+    Benchmark, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_VOCAB_SIZE, GenerateOptions, ImageFormat, MANIFEST_FILE, PackOptions,
+    PackReport, PreprocessConfig, ShardSet, TestSplit, TextTokenizer, generate, inspect, pack,
 };
 
 #[derive(Debug, Clone, Subcommand)]
@@ -154,6 +154,9 @@ pub struct GenerateArgs {
     image_size: Option<u32>,
     #[arg(long, default_value_t = 5000)]
     shard_size: u64,
+    /// png (lossless) or jpeg (quality 90, as web datasets store images); noisy-shapes only.
+    #[arg(long, default_value = "png")]
+    image_format: ImageFormat,
 }
 
 impl From<&GenerateArgs> for GenerateOptions {
@@ -167,6 +170,7 @@ impl From<&GenerateArgs> for GenerateOptions {
             test_size: args.test_size,
             image_size: args.image_size,
             shard_size: args.shard_size,
+            image_format: args.image_format,
         }
     }
 }

@@ -61,6 +61,27 @@ fn demo_quick_runs_every_strategy_and_writes_the_report() {
 }
 
 #[test]
+fn jpeg_shards_larger_than_the_model_train() {
+    // Web datasets store JPEGs larger than the model's input: the loader decodes and resizes them.
+    let dir = tempfile::tempdir().unwrap();
+    let generate = ["data", "generate", "noisy-shapes", "--out", "ns", "--train-size", "64", "--test-size", "16"];
+    let jpeg = [&generate[..], &["--image-size", "40", "--image-format", "jpeg"]].concat();
+    ok(&dissect(&jpeg, dir.path()));
+    let names: Vec<String> = tar::Archive::new(std::fs::File::open(dir.path().join("ns/train-000000.tar")).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with(".jpg")) && !names.iter().any(|n| n.ends_with(".png")), "{names:?}");
+    let train = ["train", "--data", "ns", "--out", "run", "--model", "micro", "--epochs", "1", "--batch-size", "16"];
+    let text = ok(&dissect(&[&train[..], &["--no-progress"]].concat(), dir.path()));
+    assert!(text.contains("final test: TR R@1"), "{text}");
+    let out = dissect(&[&generate[..], &["--image-format", "tiff"]].concat(), dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--image-format") && err.contains("png or jpeg"), "{err}");
+}
+
+#[test]
 fn data_generate_train_and_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     ok(&dissect(

@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
+use crate::lines::map_in_chunks;
 use crate::manifest::{DatasetManifest, HeadlineMetric};
 use crate::noise::inject_noise;
 use crate::shard::{SampleMeta, SampleOut, ShardWriter};
@@ -53,6 +54,42 @@ impl std::str::FromStr for Benchmark {
     }
 }
 
+/// How generated images are stored in the shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageFormat {
+    /// Lossless PNG (the default: the pictures are exactly what the generator drew).
+    #[default]
+    Png,
+    /// Baseline JPEG at quality 90, as web-scale datasets store their images: smaller shards and
+    /// the decoder real data needs, e.g. to measure the loader.
+    Jpeg,
+}
+
+impl ImageFormat {
+    /// The file extension of the image members (`png` or `jpg`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Png => "png",
+            ImageFormat::Jpeg => "jpg",
+        }
+    }
+}
+
+impl std::str::FromStr for ImageFormat {
+    type Err = DataError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "png" => Ok(ImageFormat::Png),
+            "jpeg" | "jpg" => Ok(ImageFormat::Jpeg),
+            other => Err(DataError::Invalid(format!("unknown image format '{other}' (expected png or jpeg)"))),
+        }
+    }
+}
+
+/// The JPEG quality of generated images: high enough that the shapes keep their colours.
+const JPEG_QUALITY: u8 = 90;
+
 /// Defaults: noisy-shapes 20 000 train / 1 000 test at 32×32; Fashion-MNIST all 60 000 / 10 000
 /// at 28×28 (native size).
 #[derive(Debug, Clone)]
@@ -74,6 +111,8 @@ pub struct GenerateOptions {
     pub image_size: Option<u32>,
     /// Maximum samples per shard (> 0).
     pub shard_size: u64,
+    /// How the images are encoded. Fashion-MNIST's stay PNG (grey, 28×28).
+    pub image_format: ImageFormat,
 }
 
 impl GenerateOptions {
@@ -89,12 +128,14 @@ impl GenerateOptions {
             test_size: None,
             image_size: None,
             shard_size: 5000,
+            image_format: ImageFormat::Png,
         }
     }
 }
 
 struct Item {
-    png: Vec<u8>,
+    image: Vec<u8>,
+    format: ImageFormat,
     caption: String,
     meta: SampleMeta,
 }
@@ -110,21 +151,52 @@ fn encode_png(raw: &[u8], w: u32, h: u32, color: ExtendedColorType) -> Result<Ve
     Ok(buf)
 }
 
-fn shapes_items(n: usize, image_size: u32, seed: u64) -> Result<Vec<Item>> {
+fn encode_rgb(raw: &[u8], side: u32, format: ImageFormat) -> Result<Vec<u8>> {
+    match format {
+        ImageFormat::Png => encode_png(raw, side, side, ExtendedColorType::Rgb8),
+        ImageFormat::Jpeg => {
+            let mut buf = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, JPEG_QUALITY).write_image(
+                raw,
+                side,
+                side,
+                ExtendedColorType::Rgb8,
+            )?;
+            Ok(buf)
+        }
+    }
+}
+
+/// Scenes drawn (in the seed's order) before their encoding is spread over the cores: bounds the
+/// raw pixels held at once (1024 × 224² × 3 bytes ≈ 150 MB at 224 px).
+const SCENES_PER_CHUNK: usize = 1024;
+
+fn shapes_items(n: usize, image_size: u32, format: ImageFormat, seed: u64) -> Result<Vec<Item>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            let s = shapes::generate_scene(&mut rng, image_size);
-            let mut meta = SampleMeta { class: Some(s.class()), ..Default::default() };
-            let objs = serde_json::to_value(&s.objects).map_err(|e| DataError::json("objects", e))?;
-            meta.extra.insert("objects".into(), objs);
-            Ok(Item {
-                png: encode_png(s.image.as_raw(), image_size, image_size, ExtendedColorType::Rgb8)?,
-                caption: s.caption,
-                meta,
-            })
-        })
-        .collect()
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let mut items = Vec::with_capacity(n);
+    let mut left = n;
+    while left > 0 {
+        let scenes: Vec<shapes::Scene> =
+            (0..left.min(SCENES_PER_CHUNK)).map(|_| shapes::generate_scene(&mut rng, image_size)).collect();
+        left -= scenes.len();
+        for item in map_in_chunks(&scenes, threads, |s| shape_item(s, image_size, format))? {
+            items.push(item?);
+        }
+    }
+    Ok(items)
+}
+
+fn shape_item(scene: &shapes::Scene, image_size: u32, format: ImageFormat) -> Result<Item> {
+    let mut meta = SampleMeta { class: Some(scene.class()), ..Default::default() };
+    let objs = serde_json::to_value(&scene.objects).map_err(|e| DataError::json("objects", e))?;
+    meta.extra.insert("objects".into(), objs);
+    Ok(Item {
+        image: encode_rgb(scene.image.as_raw(), image_size, format)?,
+        format,
+        caption: scene.caption.clone(),
+        meta,
+    })
 }
 
 fn fmnist_items(split: &fmnist::IdxSplit, n: usize, seed: u64) -> Result<Vec<Item>> {
@@ -137,7 +209,8 @@ fn fmnist_items(split: &fmnist::IdxSplit, n: usize, seed: u64) -> Result<Vec<Ite
             let np = format!("{} {word}", if word.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" });
             let t = fmnist::CAPTION_TEMPLATES[rng.random_range(0..fmnist::CAPTION_TEMPLATES.len())];
             Ok(Item {
-                png: encode_png(split.image(i), split.cols as u32, split.rows as u32, ExtendedColorType::L8)?,
+                image: encode_png(split.image(i), split.cols as u32, split.rows as u32, ExtendedColorType::L8)?,
+                format: ImageFormat::Png,
                 caption: t.replace("{}", &np),
                 meta: SampleMeta { class: Some(label as u32), ..Default::default() },
             })
@@ -148,7 +221,12 @@ fn fmnist_items(split: &fmnist::IdxSplit, n: usize, seed: u64) -> Result<Vec<Ite
 fn write_split(dir: &Path, name: &str, items: &[Item], shard_size: u64) -> Result<String> {
     let mut w = ShardWriter::new(dir, name, shard_size)?;
     for it in items {
-        w.write(&SampleOut { image_ext: "png", image: &it.png, caption: &it.caption, meta: Some(&it.meta) })?;
+        w.write(&SampleOut {
+            image_ext: it.format.extension(),
+            image: &it.image,
+            caption: &it.caption,
+            meta: Some(&it.meta),
+        })?;
     }
     Ok(w.finish()?.0)
 }
@@ -167,8 +245,8 @@ pub fn generate(opts: &GenerateOptions) -> Result<DatasetManifest> {
                 return Err(DataError::Invalid(format!("image size {size} not in 8..=1024")));
             }
             (
-                shapes_items(opts.train_size.unwrap_or(20_000), size, seed_of(1))?,
-                shapes_items(opts.test_size.unwrap_or(1_000), size, seed_of(2))?,
+                shapes_items(opts.train_size.unwrap_or(20_000), size, opts.image_format, seed_of(1))?,
+                shapes_items(opts.test_size.unwrap_or(1_000), size, opts.image_format, seed_of(2))?,
                 size,
                 shapes::SHAPES.to_vec(),
                 shapes::ZERO_SHOT_TEMPLATES.to_vec(),
@@ -176,6 +254,9 @@ pub fn generate(opts: &GenerateOptions) -> Result<DatasetManifest> {
             )
         }
         Benchmark::FashionMnist => {
+            if opts.image_format != ImageFormat::Png {
+                return Err(DataError::Invalid("fashion-mnist images are stored as PNG only".into()));
+            }
             let tr = fmnist::load_split(true)?;
             let te = fmnist::load_split(false)?;
             (
@@ -270,6 +351,36 @@ mod tests {
         let test = read_all(&m.test_set(d1.path()).unwrap());
         assert_eq!(test.len(), 50);
         assert!(test.iter().all(|s| s.meta.as_ref().unwrap().noisy.is_none()));
+    }
+
+    #[test]
+    fn jpeg_images_are_the_png_scenes_within_jpeg_loss() {
+        let (png_dir, jpeg_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut o = GenerateOptions::new(Benchmark::NoisyShapes, png_dir.path());
+        (o.train_size, o.test_size, o.image_size) = (Some(40), Some(10), Some(48));
+        let png = generate(&o).unwrap();
+        o.out = jpeg_dir.path().to_path_buf();
+        o.image_format = "jpeg".parse().unwrap();
+        let jpeg = generate(&o).unwrap();
+        // The format changes the bytes only: the same scenes, captions, noise and manifest.
+        assert_eq!(jpeg.noisy_count, png.noisy_count);
+        let (a, b) =
+            (read_all(&png.train_set(png_dir.path()).unwrap()), read_all(&jpeg.train_set(o.out.as_path()).unwrap()));
+        assert_eq!(a.len(), b.len());
+        for (p, j) in a.iter().zip(&b) {
+            assert_eq!((p.caption.as_deref(), &p.meta), (j.caption.as_deref(), &j.meta));
+            let (p, j) = (p.image.as_ref().unwrap(), j.image.as_ref().unwrap());
+            assert_eq!((p.0.as_str(), j.0.as_str()), ("png", "jpg"));
+            let (p, j) = (crate::decode(&p.1, 1 << 20).unwrap(), crate::decode(&j.1, 1 << 20).unwrap());
+            assert_eq!(p.dimensions(), j.dimensions());
+            let diff: f64 = p.as_raw().iter().zip(j.as_raw()).map(|(x, y)| f64::from(x.abs_diff(*y))).sum();
+            // Quality 90 on a noisy background: a few levels of 255 on average, not a different picture.
+            assert!(diff / (p.as_raw().len() as f64) < 6.0, "mean |png - jpeg| = {}", diff / p.as_raw().len() as f64);
+        }
+        let err = "gif".parse::<ImageFormat>().unwrap_err().to_string();
+        assert!(err.contains("png or jpeg"), "{err}");
+        o.benchmark = Benchmark::FashionMnist;
+        assert!(generate(&o).unwrap_err().to_string().contains("PNG only"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod shapes;
 mod shard;
 mod tokenizer;
 
-pub use benchmarks::{Benchmark, GenerateOptions, generate};
+pub use benchmarks::{Benchmark, GenerateOptions, ImageFormat, generate};
 pub use brace::expand_braces;
 pub use decode::{DECODE_BYTES_PER_PIXEL, DEFAULT_MAX_IMAGE_PIXELS, decode};
 pub use duplicates::{ContentBits, DuplicateGroups, caption_key, content_key};
