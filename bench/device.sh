@@ -28,8 +28,10 @@
 #
 # The log and every table are also written to RESULTS_DIR (default target/device). PYTHON, BIN
 # (dist/tch), WHEELS, STEPS (timed steps per bench run, default 6), ROUNDS (of vit-b-32 and
-# rn50, default 2), TRAIN (pairs of the job, default 50000), EPOCHS (2), PARTS (default
-# "steps data job checks") and BURN_DEVICE / TORCH_DEVICE (tch:cuda / cuda) change it;
+# rn50, default 2), BIG and SMALL (the presets of two rounds and of one), TRAIN (pairs of the
+# job, default 50000), EPOCHS (2), JOB_MODEL (the job's model config; default open_clip's
+# ViT-B-32.json), PARTS (default "steps data job checks") and BURN_DEVICE / TORCH_DEVICE
+# (tch:cuda / cuda) change it;
 # `BURN_DEVICE=tch TORCH_DEVICE=cpu BIG=micro SMALL= TRAIN=1024 ...` checks the script on a
 # machine without a GPU (see bench/README.md).
 set -euo pipefail
@@ -99,7 +101,7 @@ data=$work/data
 if wants data || wants job; then
     section "2. data: $train pairs of 256 px JPEGs"
     "$bin/dissect" data generate noisy-shapes --out "$data" --train-size "$train" --test-size 1000 \
-        --image-size 256 --image-format jpeg --noise-rate 0.3
+        --image-size 256 --image-format jpeg --noise-rate 0.3 --shard-size 1000  # a shard per open_clip worker
     du -sh "$data"
 fi
 if wants data; then
@@ -115,9 +117,9 @@ if wants data; then
 fi
 
 if wants job; then
-    section "3. the whole job: open_clip_train and dissect, ViT-B-32, $epochs epochs, amp_bf16"
-    model=$("$python" -c 'import open_clip, os; print(os.path.join(os.path.dirname(open_clip.__file__), "model_configs", "ViT-B-32.json"))')
-    PY=$python DISSECT=$bin/dissect DEVICE=$burn_device OUT=$work/job DATA=$data EPOCHS=$epochs MODEL=${JOB_MODEL:-$model} \
+    model=${JOB_MODEL:-$("$python" -c 'import open_clip, os; print(os.path.join(os.path.dirname(open_clip.__file__), "model_configs", "ViT-B-32.json"))')}
+    section "3. the whole job: open_clip_train and dissect, $(basename "$model" .json), $epochs epochs, amp_bf16"
+    PY=$python DISSECT=$bin/dissect DEVICE=$burn_device OUT=$work/job DATA=$data EPOCHS=$epochs MODEL=$model \
         PRECISION=amp_bf16 WORKERS=$(($(nproc) - 2)) bench/e2e_openclip.sh | tee "$results/job.md"
     "$python" bench/step_breakdown.py "$work/job/full" "$work/job/dissect-momentum" | tee -a "$results/job.md"
 fi

@@ -21,7 +21,7 @@ use crate::loss::{per_sample_loss, scalar_f32, to_vec_f32};
 use crate::model::{Clip, ClipOutput};
 use crate::optim::{ClipOptimizer, ParamInfo};
 use crate::resnet::RunningStats;
-use crate::step::{RowScores, StepStats, apply_gradients, model_device, row_scores};
+use crate::step::{RowScores, StepLoss, StepStats, apply_gradients, model_device, row_scores};
 
 /// How a distributed step's contrastive loss sees the other processes' rows (open_clip's
 /// `--local-loss` and `--gather-with-grad`).
@@ -67,11 +67,8 @@ pub fn train_step_distributed(
     let surrogate = surrogate_objective(&model, local.as_ref().map(|(out, _)| out), &feature_grads, &device)?;
     let mut grads = GradientsParams::from_grads(surrogate.backward(), &model);
     let loss = sum_over_processes(optim.params(), &mut grads, feature_grads.loss_part, &device, comm)?;
-    if !loss.is_finite() {
-        return Err(ModelError::NonFinite { what: "loss", value: loss });
-    }
     let running: Vec<RunningStats> = local.map(|(_, running)| running).unwrap_or_default();
-    apply_gradients(model, optim, (grads, running), loss, lr, max_grad_norm)
+    apply_gradients(model, optim, (grads, running), StepLoss::Host(loss), lr, max_grad_norm)
 }
 
 /// The scoring pass over the rows of every process: this process's `batch` (`None`: it has no

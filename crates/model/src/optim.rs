@@ -3,7 +3,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Bytes, Tensor, TensorData};
+use burn::tensor::{Bytes, Tensor};
 
 use crate::error::ModelError;
 use crate::loss::scalar_f32;
@@ -161,6 +161,20 @@ pub fn clip_grad_norm(
     grads: &mut GradientsParams,
     max_norm: Option<f32>,
 ) -> Result<f32, ModelError> {
+    let norm = match grad_norm_squared(params, grads)? {
+        Some(t) => scalar_f32(t)?.sqrt(),
+        None => 0.0,
+    };
+    scale_grads(params, grads, clip_coefficient(norm, max_norm));
+    Ok(norm)
+}
+
+/// `‖g‖²` over every parameter's gradient, on the gradients' device (no host read); `None`
+/// when no parameter has one.
+pub(crate) fn grad_norm_squared(
+    params: &[ParamInfo],
+    grads: &GradientsParams,
+) -> Result<Option<Tensor<1>>, ModelError> {
     let mut total: Option<Tensor<1>> = None;
     for p in params {
         let sq = match p.shape.len() {
@@ -179,24 +193,27 @@ pub fn clip_grad_norm(
             });
         }
     }
-    let norm = match total {
-        Some(t) => scalar_f32(t)?.sqrt(),
-        None => 0.0,
-    };
-    if let Some(max) = max_norm {
-        let coef = max / (norm + 1e-6);
-        if norm.is_finite() && coef < 1.0 {
-            for p in params {
-                match p.shape.len() {
-                    1 => scale_grad::<1>(grads, p.id, coef),
-                    2 => scale_grad::<2>(grads, p.id, coef),
-                    3 => scale_grad::<3>(grads, p.id, coef),
-                    _ => scale_grad::<4>(grads, p.id, coef),
-                }
-            }
+    Ok(total)
+}
+
+/// The factor clipping multiplies the gradients by, `max_norm / (norm + 1e-6)`, or `None`
+/// when they stay as they are (no clipping, a norm within the bound, or a non-finite norm).
+pub(crate) fn clip_coefficient(norm: f32, max_norm: Option<f32>) -> Option<f32> {
+    let coef = max_norm? / (norm + 1e-6);
+    (norm.is_finite() && coef < 1.0).then_some(coef)
+}
+
+/// Multiplies every parameter's gradient by `coef` (nothing for `None`).
+pub(crate) fn scale_grads(params: &[ParamInfo], grads: &mut GradientsParams, coef: Option<f32>) {
+    let Some(coef) = coef else { return };
+    for p in params {
+        match p.shape.len() {
+            1 => scale_grad::<1>(grads, p.id, coef),
+            2 => scale_grad::<2>(grads, p.id, coef),
+            3 => scale_grad::<3>(grads, p.id, coef),
+            _ => scale_grad::<4>(grads, p.id, coef),
         }
     }
-    Ok(norm)
 }
 
 fn scale_grad<const D: usize>(grads: &mut GradientsParams, id: ParamId, coef: f32) {
@@ -210,21 +227,18 @@ pub fn max_logit_scale() -> f32 {
     100f32.ln()
 }
 
-/// Clamps the log temperature to `[0, ln 100]` (open_clip does this after every step).
-pub fn clamp_logit_scale(mut model: Clip) -> Result<Clip, ModelError> {
+/// Clamps the log temperature to `[0, ln 100]` (open_clip does this after every step), on the
+/// device: no host read, so the step's work can stay queued on a GPU.
+pub fn clamp_logit_scale(mut model: Clip) -> Clip {
     let t = model.logit_scale.val();
-    let value = scalar_f32(t.clone())?;
-    let clamped = value.clamp(0.0, max_logit_scale());
-    if clamped != value {
-        let device = t.device();
-        // The temperature is always trainable on an autodiff device, even if the value we
-        // replace was a derived (non-leaf) tensor.
-        let require_grad = t.is_require_grad() || device.is_autodiff();
-        model.logit_scale = model.logit_scale.map(|_| {
-            // A fresh leaf (not `clamp` of the old one) so the next backward reaches the param.
-            let fresh = Tensor::from_data(TensorData::new(vec![clamped], [1]), &device);
-            if require_grad { fresh.require_grad() } else { fresh }
-        });
-    }
-    Ok(model)
+    // The temperature is always trainable on an autodiff device, even if the value we replace
+    // was a derived (non-leaf) tensor.
+    let require_grad = t.is_require_grad() || t.device().is_autodiff();
+    model.logit_scale = model.logit_scale.map(|t| {
+        // Detached into a fresh leaf, so that the next backward reaches the param; a value
+        // within the bounds comes back unchanged to the bit.
+        let fresh = t.clamp(0.0, max_logit_scale()).detach();
+        if require_grad { fresh.require_grad() } else { fresh }
+    });
+    model
 }

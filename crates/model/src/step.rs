@@ -8,9 +8,9 @@ use burn::tensor::{Device, Tensor};
 
 use crate::batch::ClipBatch;
 use crate::error::ModelError;
-use crate::loss::{clip_loss, clip_scores, per_sample_loss, scalar_f32, to_vec_f32};
+use crate::loss::{clip_loss, clip_scores, per_sample_loss, to_vec_f32};
 use crate::model::{Clip, ClipOutput};
-use crate::optim::{ClipOptimizer, clamp_logit_scale, clip_grad_norm};
+use crate::optim::{ClipOptimizer, clamp_logit_scale, clip_coefficient, grad_norm_squared, scale_grads};
 use crate::resnet::RunningStats;
 
 /// What one optimiser step reports.
@@ -20,6 +20,14 @@ pub struct StepStats {
     pub loss: f32,
     /// Global gradient norm before clipping.
     pub grad_norm: f32,
+}
+
+/// A step's loss as [`apply_gradients`] takes it: still on the device (read with the gradient
+/// norm in the step's one host read), or already on the host (a job of processes sums it in
+/// its all-reduce).
+pub(crate) enum StepLoss {
+    Device(Box<Tensor<1>>),
+    Host(f32),
 }
 
 pub(crate) fn model_device(model: &Clip) -> Device {
@@ -39,7 +47,7 @@ pub fn train_step(
     lr: f64,
     max_grad_norm: Option<f32>,
 ) -> Result<(Clip, StepStats), ModelError> {
-    let (loss, grads, running) = loss_and_gradients(&model, batch)?;
+    let (loss, grads, running) = loss_and_gradients(&model, batch);
     apply_gradients(model, optim, (grads, running), loss, lr, max_grad_norm)
 }
 
@@ -69,7 +77,7 @@ pub fn train_step_accumulated(
     let device = model_device(&model);
     let cached = cached_features(&model, &parts, &device);
     let mut sum = GradientsAccumulator::<Clip>::new();
-    let (mut loss_value, mut running) = (0.0, Vec::new());
+    let (mut first_loss, mut running) = (None, Vec::new());
     for (j, part) in parts.iter().enumerate() {
         let part = part.to_device(&device);
         let (out, stats) = model.forward_train(part.images, part.tokens, part.eot);
@@ -88,15 +96,13 @@ pub fn train_step_accumulated(
         };
         let loss = clip_loss(&whole);
         if j == 0 {
-            loss_value = scalar_f32(loss.clone())?;
-            if !loss_value.is_finite() {
-                return Err(ModelError::NonFinite { what: "loss", value: loss_value });
-            }
+            first_loss = Some(loss.clone().detach());
         }
         sum.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
         running = stats;
     }
-    apply_gradients(model, optim, (sum.grads(), running), loss_value, lr, max_grad_norm)
+    let loss = first_loss.ok_or_else(|| ModelError::Data("a step of no micro-batch".into()))?;
+    apply_gradients(model, optim, (sum.grads(), running), StepLoss::Device(Box::new(loss)), lr, max_grad_norm)
 }
 
 /// `batch` cut into at most `accum` contiguous micro-batches of sizes differing by at most one.
@@ -126,40 +132,65 @@ fn cached_features(model: &Clip, parts: &[ClipBatch], device: &Device) -> (Vec<T
         .unzip()
 }
 
-/// Forward (training mode) + backward of the loss on `batch`; returns the loss, the gradients keyed by the model's parameter ids, and the BatchNorm running
+/// Forward (training mode) + backward of the loss on `batch`; returns the loss (on the device,
+/// detached), the gradients keyed by the model's parameter ids, and the BatchNorm running
 /// statistics to set after the step.
-fn loss_and_gradients(
-    model: &Clip,
-    batch: &ClipBatch,
-) -> Result<(f32, GradientsParams, Vec<RunningStats>), ModelError> {
+fn loss_and_gradients(model: &Clip, batch: &ClipBatch) -> (StepLoss, GradientsParams, Vec<RunningStats>) {
     let batch = batch.to_device(&model_device(model));
     let (out, running) = model.forward_train(batch.images, batch.tokens, batch.eot);
     let loss = clip_loss(&out);
-    let loss_value = scalar_f32(loss.clone())?;
-    if !loss_value.is_finite() {
-        return Err(ModelError::NonFinite { what: "loss", value: loss_value });
-    }
-    Ok((loss_value, GradientsParams::from_grads(loss.backward(), model), running))
+    let value = StepLoss::Device(Box::new(loss.clone().detach()));
+    (value, GradientsParams::from_grads(loss.backward(), model), running)
 }
 
 /// Global gradient clipping, AdamW step and temperature clamp, then the BatchNorm running
 /// statistics of the step's forward pass.
+///
+/// The loss and the gradient norm come to the host in one read, after the backward pass and
+/// before the update: the step's only wait for the device (a GPU runs the forward and backward
+/// passes while the host queues them). A non-finite loss or norm is an error before the
+/// update.
 pub(crate) fn apply_gradients(
     model: Clip,
     optim: &mut ClipOptimizer,
     (mut grads, running): (GradientsParams, Vec<RunningStats>),
-    loss: f32,
+    loss: StepLoss,
     lr: f64,
     max_grad_norm: Option<f32>,
 ) -> Result<(Clip, StepStats), ModelError> {
-    let grad_norm = clip_grad_norm(optim.params(), &mut grads, max_grad_norm)?;
+    let norm_squared = grad_norm_squared(optim.params(), &grads)?;
+    let (loss, grad_norm) = read_loss_and_norm(loss, norm_squared)?;
+    if !loss.is_finite() {
+        return Err(ModelError::NonFinite { what: "loss", value: loss });
+    }
     if !grad_norm.is_finite() {
         return Err(ModelError::NonFinite { what: "gradient norm", value: grad_norm });
     }
+    scale_grads(optim.params(), &mut grads, clip_coefficient(grad_norm, max_grad_norm));
     let model = optim.step(lr, model, grads);
-    let mut model = clamp_logit_scale(model)?;
+    let mut model = clamp_logit_scale(model);
     model.apply_running_stats(running);
     Ok((model, StepStats { loss, grad_norm }))
+}
+
+/// The loss and `sqrt(norm_squared)` on the host, in one read of the device.
+fn read_loss_and_norm(loss: StepLoss, norm_squared: Option<Tensor<1>>) -> Result<(f32, f32), ModelError> {
+    let has_norm = norm_squared.is_some();
+    // The gradients live on the autodiff device's inner device; the loss joins them there.
+    let grads_device = norm_squared.as_ref().map(Tensor::device);
+    let (host_loss, mut on_device) = match loss {
+        StepLoss::Device(loss) => {
+            let loss = loss.reshape([1]);
+            (None, vec![grads_device.map_or(loss.clone(), |d| loss.to_device(&d))])
+        }
+        StepLoss::Host(value) => (Some(value), Vec::new()),
+    };
+    on_device.extend(norm_squared);
+    let values = if on_device.is_empty() { Vec::new() } else { to_vec_f32(Tensor::cat(on_device, 0))? };
+    let mut values = values.into_iter();
+    let loss = host_loss.or_else(|| values.next()).unwrap_or(f32::NAN);
+    let norm = if has_norm { values.next().map_or(f32::NAN, f32::sqrt) } else { 0.0 };
+    Ok((loss, norm))
 }
 
 /// Per-row scores of the scoring pass.
