@@ -181,7 +181,11 @@ fn read_loss_and_norm(loss: StepLoss, norm_squared: Option<Tensor<1>>) -> Result
     let (host_loss, mut on_device) = match loss {
         StepLoss::Device(loss) => {
             let loss = loss.reshape([1]);
-            (None, vec![grads_device.map_or(loss.clone(), |d| loss.to_device(&d))])
+            let loss = match grads_device {
+                Some(device) => loss.to_device(&device),
+                None => loss,
+            };
+            (None, vec![loss])
         }
         StepLoss::Host(value) => (Some(value), Vec::new()),
     };
