@@ -20,7 +20,8 @@
 # BATCH, SEED, TRAIN, TEST, MODEL (a model config JSON both trainers read), PRECISION (fp32 or
 # amp_bf16, both trainers), WORKERS (open_clip's --workers; dissect decodes on every core),
 # IMAGE_SIZE and IMAGE_FORMAT (of the generated images; the model's own size is in MODEL),
-# DATA (a dataset folder of `dissect data generate` to use instead of generating one).
+# DATA (a dataset folder of `dissect data generate` to use instead of generating one; outside
+# OUT, which is emptied first).
 # DEVICE=tch with DISSECT=dist/tch/dissect (bench/build_tch.sh) trains dissect on LibTorch's CPU
 # device; PY should then be a Python with that build's torch 2.11.0. bench/device.sh runs this
 # on a GPU with open_clip's ViT-B-32 at 224 px.
@@ -50,8 +51,8 @@ if [ ! -f "$DATA/dataset.json" ]; then
     "$DISSECT" data generate noisy-shapes --out "$DATA" --train-size "$TRAIN" --test-size "$TEST" --seed "$SEED" \
         --image-size "$IMAGE_SIZE" --image-format "$IMAGE_FORMAT" >/dev/null
 fi
-TRAIN=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["train_size"])' "$DATA/dataset.json")
-TEST=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["test_size"])' "$DATA/dataset.json")
+read -r TRAIN TEST < <("$PY" -c 'import json, sys; m = json.load(open(sys.argv[1])); print(m["train_size"], m["test_size"])' \
+    "$DATA/dataset.json")
 TRAIN_DATA=$(ls "$DATA"/train-*.tar | paste -sd: - | sed 's/:/::/g')
 VAL_DATA=$(ls "$DATA"/test-*.tar | paste -sd: - | sed 's/:/::/g')
 BPE=$("$PY" -c 'import open_clip, os; print(os.path.join(os.path.dirname(open_clip.__file__), "bpe_simple_vocab_16e6.txt.gz"))')

@@ -24,7 +24,7 @@ pub(crate) fn map_in_chunks<T: Sync, R: Send>(
             items.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>())).collect();
         handles
             .into_iter()
-            .map(|h| h.join().map_err(|_| DataError::Invalid("decode thread panicked".into())))
+            .map(|h| h.join().map_err(|_| DataError::Invalid("a worker thread panicked".into())))
             .collect::<Result<_>>()
     })?;
     Ok(parts.into_iter().flatten().collect())
