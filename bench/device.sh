@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Everything the GPU work is judged by, in one call on one GPU machine, each part's table printed
-# as soon as it is measured (about 8 minutes on an H200, estimated from the step times measured
+# as soon as it is measured (about 9 minutes on an H200, estimated from the step times measured
 # there on 2026-11-30; it has run end to end only on a CPU so far, see bench/README.md):
 #   1. the training step: `bench_step --device tch:cuda` against bench/torch_clip.py on the same
 #      GPU (PyTorch eager; amp_bf16 there is torch.autocast, as in open_clip_train), alternating
 #      rounds, batch 256, fp32 and amp_bf16, for vit-b-32 and rn50 (and tiny and small, one
 #      round); with each one's selected step (scoring included, r = 0.3) over its full step,
-#      next to the cost model's (1 + 3r)/3;
+#      next to the cost model's (1 + 3r)/3; and one round of dissect's pure bf16 for vit-b-32
+#      and rn50, next to PyTorch's amp_bf16 (what an open_clip user runs);
 #   2. the data: 50,000 pairs of 256 px JPEGs generated, then the loader alone (decode, resize
 #      to 224, normalise, tokenize on every core) in images/s over what the vit-b-32 amp_bf16
 #      step consumes;
@@ -31,7 +32,7 @@
 # rn50, default 2), BIG and SMALL (the presets of two rounds and of one), TRAIN (pairs of the
 # job, default 50000), EPOCHS (2), JOB_MODEL (the job's model config; default open_clip's
 # ViT-B-32.json), PARTS (default "steps data job checks") and BURN_DEVICE / TORCH_DEVICE
-# (tch:cuda / cuda) change it;
+# (tch:cuda / cuda) and BF16 (the presets of the bf16 round, default "vit-b-32 rn50") change it;
 # `BURN_DEVICE=tch TORCH_DEVICE=cpu BIG=micro SMALL= TRAIN=1024 ...` checks the script on a
 # machine without a GPU (see bench/README.md).
 set -euo pipefail
@@ -46,6 +47,7 @@ steps=${STEPS:-6}
 rounds=${ROUNDS:-2}
 big=${BIG-vit-b-32 rn50}
 small=${SMALL-tiny small}
+bf16_presets=${BF16-vit-b-32 rn50}
 train=${TRAIN:-50000}
 epochs=${EPOCHS:-2}
 parts=${PARTS:-steps data job checks}
@@ -72,9 +74,13 @@ trap 'rm -rf "$work"' EXIT
 bench_round() { # preset precision round: one row per implementation into steps.tsv
     local preset=$1 precision=$2 round=$3 impl
     for impl in dissect pytorch; do
-        local run=("$bin/bench_step" --device "$burn_device")
-        [ "$impl" = pytorch ] && run=("$python" bench/torch_clip.py --device "$torch_device")
-        "${run[@]}" --preset "$preset" --batch "$batch" --steps "$steps" --precision "$precision" >"$work/step.out" 2>&1 ||
+        local run=("$bin/bench_step" --device "$burn_device") as=$precision
+        if [ "$impl" = pytorch ]; then
+            run=("$python" bench/torch_clip.py --device "$torch_device")
+            # PyTorch's side of a bf16 row is autocast, open_clip_train's default.
+            [ "$precision" = bf16 ] && as=amp_bf16
+        fi
+        "${run[@]}" --preset "$preset" --batch "$batch" --steps "$steps" --precision "$as" >"$work/step.out" 2>&1 ||
             { echo "$impl $preset $precision FAILED:"; tail -n 5 "$work/step.out"; }
         awk -v p="$preset" -v x="$precision" -v i="$impl" -v r="$round" '
             /^median full step/ { full = $4 } /^median scoring pass/ { score = $4 }
@@ -94,6 +100,7 @@ if wants steps; then
             for round in $(seq "$n"); do bench_round "$preset" "$precision" "$round"; done
         done
     done
+    for preset in $bf16_presets; do bench_round "$preset" bf16 1; done
     "$python" bench/device_summary.py steps "$results/steps.tsv" | tee "$results/steps.md" || echo "summary FAILED"
 fi
 

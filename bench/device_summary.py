@@ -5,7 +5,7 @@
     python3 bench/device_summary.py loader LOADER.txt STEPS.tsv
 
 `steps`: per preset and precision, dissect's and PyTorch's full step (mean ± sd over the
-alternating rounds), their ratio, and each one's selected step (scoring included) over its full
+alternating rounds; on a bf16 row PyTorch runs amp_bf16), their ratio, and each one's selected step (scoring included) over its full
 step next to the cost model's (1 + 3r)/3. `loader`: each loader run's images/s over the images/s
 of the vit-b-32 amp_bf16 full step (dissect's and PyTorch's), above 1 when the data keeps up.
 """
@@ -51,6 +51,8 @@ def steps_table(path):
         (a, a_sd), (b, b_sd) = mean_sd(column(ours, "full_s")), mean_sd(column(theirs, "full_s"))
         sel_a = statistics.fmean(column(ours, "selected_over_full"))
         sel_b = statistics.fmean(column(theirs, "selected_over_full"))
+        if precision == "bf16":
+            precision = "bf16 (PyTorch: amp_bf16)"
         print(f"| {preset} | {precision} | {a:.4f} ± {a_sd:.4f} s | {b:.4f} ± {b_sd:.4f} s | {a / b:.2f} | "
               f"{sel_a:.2f} | {sel_b:.2f} | {float(ours[0]['cost_model']):.2f} |")
 

@@ -27,7 +27,8 @@ pub struct EvalArgs {
     /// with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Arithmetic: fp32, or amp_bf16 (open_clip's autocast; tch devices only).
+    /// Arithmetic: fp32, amp_bf16 (open_clip's autocast) or bf16 (the towers in bf16); the
+    /// bf16 kinds need a tch device.
     #[arg(long, default_value = "fp32")]
     precision: Precision,
     /// Images of more pixels (width x height) than this are skipped [default: PIL's 89478485].

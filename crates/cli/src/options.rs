@@ -78,8 +78,9 @@ pub struct TrainOptions {
     /// (open_clip's --accum-freq: less memory, the same step).
     #[arg(long)]
     accum_freq: Option<usize>,
-    /// Arithmetic: fp32, or amp_bf16 (open_clip's autocast: matrix products, attention and
-    /// convolutions in bf16, the rest in f32; tch devices only) [default: fp32].
+    /// Arithmetic: fp32; amp_bf16 (open_clip's autocast: matrix products, attention and
+    /// convolutions in bf16, the rest in f32); or bf16 (the towers wholly in bf16 on f32
+    /// master weights). Both bf16 kinds need a tch device [default: fp32].
     #[arg(long)]
     precision: Option<String>,
     /// Burn's gradient checkpointing: memory-bound activations recomputed in the backward pass.
@@ -278,7 +279,7 @@ mod tests {
         "cpu",
         "--selection-scope",
         "global",
-        // amp_bf16 needs a tch device, which this build lacks: the name still travels.
+        // The bf16 kinds need a tch device, which this build lacks: the name still travels.
         "--precision",
         "fp32",
         "--local-loss",
@@ -347,9 +348,14 @@ mod tests {
             (config.zeroshot_data.as_deref().and_then(Path::to_str), config.zeroshot_templates.as_deref()),
             (Some(init.as_str()), Some("imagenet"))
         );
-        let amp = Cli::parse_from(["x", "--precision", "amp_bf16"]).options.resolve(toml::Table::new());
-        let err = amp.unwrap_err().to_string();
-        assert!(err.contains("precision") && err.contains("tch"), "bf16 on the cpu device is refused: {err}");
+        for precision in ["amp_bf16", "bf16"] {
+            let bf16 = Cli::parse_from(["x", "--precision", precision]).options.resolve(toml::Table::new());
+            let err = bf16.unwrap_err().to_string();
+            assert!(
+                err.contains("precision") && err.contains("tch"),
+                "{precision} on the cpu device is refused: {err}"
+            );
+        }
         let accum = Cli::parse_from(["x", "--accum-freq", "3"]).options.resolve(toml::Table::new()).unwrap();
         assert_eq!(accum.accum_freq, 3);
         assert_eq!(

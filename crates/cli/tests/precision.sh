@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# amp_bf16 against fp32 on LibTorch's CPU device (the `tch` build of bench/build_tch.sh): the
-# same run in both precisions, its per-step losses within bf16's tolerance, and the selector's
-# choices side by side (how many of each step's kept rows the two runs share).
+# amp_bf16 and bf16 against fp32 on LibTorch's CPU device (the `tch` build of bench/build_tch.sh):
+# the same run in each precision, its per-step losses within bf16's tolerance of fp32's, and the
+# selector's choices side by side (how many of each step's kept rows the runs share).
 #
 #   crates/cli/tests/precision.sh DISSECT_BIN PYTHON     # PYTHON: the torch 2.11.0 it was built against
 #
@@ -19,7 +19,7 @@ cd "$work"
 run=(--data data --device "${DEVICE:-tch}" --epochs 2 --batch-size 48 --rate 0.3 --lr 1e-3 --warmup-steps 2
      --strategy dissect-momentum --records csv --no-progress)
 for model in micro rn-tiny; do
-    for precision in fp32 amp_bf16; do
+    for precision in fp32 amp_bf16 bf16; do
         "$dissect" train "${run[@]}" --model "$model" --precision "$precision" --out "$model-$precision" >/dev/null 2>&1 \
             || { echo "FAIL: $model in $precision did not train" >&2; exit 1; }
     done
@@ -35,21 +35,24 @@ def kept(run):
             by_step.setdefault(int(r["step"]), set()).add(int(r["index"]))
     return by_step
 for model in ["micro", "rn-tiny"]:
-    fp32, amp = steps(f"{model}-fp32"), steps(f"{model}-amp_bf16")
-    assert len(fp32) == len(amp) == 8, (len(fp32), len(amp))
-    worst = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(fp32, amp))
-    print(f"{model}: per-step loss, fp32 vs amp_bf16 (largest relative difference {worst:.4f})")
-    for a, b in zip(fp32, amp):
-        print(f"   step {a['step']}: {a['loss']:.4f}  {b['loss']:.4f}")
-    # bf16 keeps 8 bits of mantissa (a relative rounding of 0.4%). Step 0 is the same weights
-    # in two precisions; later steps also carry the earlier updates' differences, which a
-    # ResNet's BatchNorm at lr 1e-3 on 48 rows amplifies (2026-12-04: 0.2% for micro, 3.0% for
-    # rn-tiny).
-    first = abs(fp32[0]["loss"] - amp[0]["loss"]) / abs(fp32[0]["loss"])
-    assert first < 0.01, f"{model}: amp_bf16's first loss is {first:.2%} off fp32's"
-    assert worst < 0.06, f"{model}: amp_bf16 losses are {worst:.1%} off fp32's"
-    a, b = kept(f"{model}-fp32"), kept(f"{model}-amp_bf16")
-    shared = [len(a[s] & b[s]) for s in sorted(a)]
-    print(f"   kept rows shared per step: {shared} of {[len(a[s]) for s in sorted(a)]}")
+    fp32 = steps(f"{model}-fp32")
+    assert len(fp32) == 8, len(fp32)
+    for precision in ["amp_bf16", "bf16"]:
+        low = steps(f"{model}-{precision}")
+        assert len(low) == 8, (precision, len(low))
+        worst = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(fp32, low))
+        print(f"{model}: per-step loss, fp32 vs {precision} (largest relative difference {worst:.4f})")
+        for a, b in zip(fp32, low):
+            print(f"   step {a['step']}: {a['loss']:.4f}  {b['loss']:.4f}")
+        # bf16 keeps 8 bits of mantissa (a relative rounding of 0.4%). Step 0 is the same
+        # weights in two precisions; later steps also carry the earlier updates' differences,
+        # which a ResNet's BatchNorm at lr 1e-3 on 48 rows amplifies (2026-12-04, amp_bf16:
+        # 0.2% for micro, 3.0% for rn-tiny).
+        first = abs(fp32[0]["loss"] - low[0]["loss"]) / abs(fp32[0]["loss"])
+        assert first < 0.01, f"{model}: {precision}'s first loss is {first:.2%} off fp32's"
+        assert worst < 0.06, f"{model}: {precision} losses are {worst:.1%} off fp32's"
+        a, b = kept(f"{model}-fp32"), kept(f"{model}-{precision}")
+        shared = [len(a[s] & b[s]) for s in sorted(a)]
+        print(f"   kept rows shared per step: {shared} of {[len(a[s]) for s in sorted(a)]}")
 PY
-echo "amp_bf16 checks passed"
+echo "amp_bf16 and bf16 checks passed"

@@ -94,7 +94,7 @@ impl Attention {
 /// A linear layer over the rows of `[b, l, d]` as one 2-D GEMM: `flex` runs a broadcast
 /// batched matmul for 3-D inputs, which is much slower than one large matrix product.
 pub(crate) fn linear_rows(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    precision::restore(linear_rows_lowered(layer, x))
+    precision::activation(linear_rows_lowered(layer, x))
 }
 
 /// [`linear_rows`] left in bf16 under autocast (see `precision::linear_lowered`).
@@ -164,6 +164,8 @@ impl Block {
         let x = x.clone() + self.attn.forward(layer_norm(&self.ln_1, x), causal);
         let h = linear_rows(&self.mlp_fc, layer_norm(&self.ln_2, x.clone()));
         let h = if self.quick_gelu { quick_gelu(h) } else { gelu(h) };
-        x + linear_rows(&self.mlp_proj, h)
+        let x = x + linear_rows(&self.mlp_proj, h);
+        precision::debug_check_activation(&x, "a transformer block's output");
+        x
     }
 }

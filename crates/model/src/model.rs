@@ -102,13 +102,13 @@ impl Clip {
     /// L2-normalised image features `[b, embed_dim]` of `[b, c, h, w]` images, BatchNorm (if
     /// any) with its running statistics.
     pub fn encode_image(&self, images: Tensor<4>) -> Tensor<2> {
-        l2_normalize(self.visual.forward(images, &mut NormMode::Inference))
+        unit_features(self.visual.forward(images, &mut NormMode::Inference))
     }
 
     /// L2-normalised text features `[b, embed_dim]`; `eot[i]` is the end-of-text position of
     /// row `i` (tokens after it cannot influence the result: the attention is causal).
     pub fn encode_text(&self, tokens: Tensor<2, Int>, eot: Tensor<1, Int>) -> Tensor<2> {
-        l2_normalize(self.text.forward(tokens, eot))
+        unit_features(self.text.forward(tokens, eot))
     }
 
     /// Both towers and the temperature.
@@ -155,7 +155,7 @@ impl Clip {
             return (self.forward(images, tokens, eot), Vec::new());
         }
         let mut mode = NormMode::Training(Vec::new());
-        let image_features = l2_normalize(resnet.forward(images, &mut mode));
+        let image_features = unit_features(resnet.forward(images, &mut mode));
         let text_features = self.encode_text(tokens, eot);
         let stats = match mode {
             NormMode::Training(stats) => stats,
@@ -184,6 +184,12 @@ impl Clip {
     pub fn embed_dim(&self) -> usize {
         self.text.text_projection.weight.dims()[1]
     }
+}
+
+/// A tower's output as unit-length f32 rows: the logits, the loss and the scores are f32
+/// under every precision.
+fn unit_features(x: Tensor<2>) -> Tensor<2> {
+    l2_normalize(precision::to_f32(x))
 }
 
 /// Divides each row by its L2 norm (floored at 1e-12 so a zero row stays finite).

@@ -80,27 +80,31 @@ impl BatchNorm2d {
         }
     }
 
-    /// `[b, c, h, w]` → `[b, c, h, w]`.
+    /// `[b, c, h, w]` → `[b, c, h, w]`. Under `bf16` the gain, shift and statistics enter in
+    /// bf16 (LibTorch accumulates the batch's statistics in f32 inside), and the statistics
+    /// that update the running ones leave in f32.
     pub fn forward(&self, x: Tensor<4>, mode: &mut NormMode) -> Tensor<4> {
+        let (gain, shift) = (precision::activation(self.weight.val()), precision::activation(self.bias.val()));
         match mode {
             NormMode::Inference => batch_norm(
                 x,
-                self.weight.val(),
-                self.bias.val(),
-                self.running_mean.val(),
-                self.running_var.val(),
+                gain,
+                shift,
+                precision::activation(self.running_mean.val()),
+                precision::activation(self.running_var.val()),
                 BN_EPSILON,
             ),
             NormMode::Training(updates) => {
                 let [b, _, h, w] = x.dims();
                 let n = (b * h * w) as f32;
-                let out = batch_norm_train(x, self.weight.val(), self.bias.val(), BN_EPSILON);
+                let out = batch_norm_train(x, gain, shift, BN_EPSILON);
+                let (mean, variance) = (precision::to_f32(out.mean), precision::to_f32(out.variance));
                 // PyTorch keeps the unbiased variance in the running statistics.
                 let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
                 let keep = 1.0 - BN_MOMENTUM;
                 updates.push(RunningStats {
-                    mean: (self.running_mean.val().mul_scalar(keep) + out.mean.mul_scalar(BN_MOMENTUM)).detach(),
-                    var: (self.running_var.val().mul_scalar(keep) + out.variance.mul_scalar(BN_MOMENTUM * unbiased))
+                    mean: (self.running_mean.val().mul_scalar(keep) + mean.mul_scalar(BN_MOMENTUM)).detach(),
+                    var: (self.running_var.val().mul_scalar(keep) + variance.mul_scalar(BN_MOMENTUM * unbiased))
                         .detach(),
                 });
                 out.output
@@ -135,7 +139,7 @@ impl Conv {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let (s, p) = (self.stride, self.padding);
-        precision::restore(conv2d(precision::lower(x), precision::lower(self.weight.val()), s, p))
+        precision::activation(conv2d(precision::lower(x), precision::lower(self.weight.val()), s, p))
     }
 }
 
@@ -215,7 +219,9 @@ impl Bottleneck {
             }
             None => x,
         };
-        relu(out + identity)
+        let out = relu(out + identity);
+        precision::debug_check_activation(&out, "a bottleneck's output");
+        out
     }
 
     /// The BatchNorms in the order `forward` runs them.
@@ -264,7 +270,8 @@ impl AttentionPool {
         let [b, d, h, w] = x.dims();
         let cells: Tensor<3> = x.reshape([b, d, h * w]).swap_dims(1, 2);
         let mean = cells.clone().mean_dim(1);
-        let tokens = Tensor::cat(vec![mean, cells], 1) + self.positional_embedding.val().unsqueeze_dim(0);
+        let positions = precision::activation(self.positional_embedding.val());
+        let tokens = Tensor::cat(vec![mean, cells], 1) + positions.unsqueeze_dim(0);
         let (heads, n) = (self.heads, h * w + 1);
         let dk = d / heads;
         let split = |t: Tensor<3>, len: usize| t.reshape([b, len, heads, dk]).swap_dims(1, 2);
@@ -327,14 +334,16 @@ impl ModifiedResNet {
 
     /// `[b, 3, s, s]` images → `[b, embed_dim]` unnormalised features.
     pub fn forward(&self, images: Tensor<4>, mode: &mut NormMode) -> Tensor<2> {
-        let x = relu(conv_bn(&self.conv1, &self.bn1, images, mode));
+        let x = relu(conv_bn(&self.conv1, &self.bn1, precision::activation(images), mode));
         let x = relu(conv_bn(&self.conv2, &self.bn2, x, mode));
         let x = relu(conv_bn(&self.conv3, &self.bn3, x, mode));
         let mut x = avg_pool(x, 2);
         for block in self.stages.iter().flatten() {
             x = block.forward(x, mode);
         }
-        self.attnpool.forward(x)
+        let features = self.attnpool.forward(x);
+        precision::debug_check_activation(&features, "the ResNet's output");
+        features
     }
 
     /// Every BatchNorm in the order `forward` runs them.

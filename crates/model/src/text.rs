@@ -41,8 +41,9 @@ impl TextTransformer {
     pub fn forward(&self, tokens: Tensor<2, Int>, eot: Tensor<1, Int>) -> Tensor<2> {
         let [b, l] = tokens.dims();
         let device = tokens.device();
-        let pos = self.positional_embedding.val().narrow(0, 0, l);
-        let mut x = self.token_embedding.forward(tokens) + pos.unsqueeze_dim(0);
+        // Under bf16 the gathered rows are cast, not the whole vocabulary's table.
+        let pos = precision::activation(self.positional_embedding.val().narrow(0, 0, l));
+        let mut x = precision::activation(self.token_embedding.forward(tokens)) + pos.unsqueeze_dim(0);
         for block in &self.blocks {
             x = block.forward(x, true);
         }
@@ -51,6 +52,8 @@ impl TextTransformer {
         // so normalising only the picked rows is the same and cheaper.
         let rows = Tensor::<1, Int>::arange(0..b as i64, &device).mul_scalar(l as i64) + eot;
         let x = x.reshape([b * l, width]).select(0, rows);
-        precision::linear(&self.text_projection, layer_norm(&self.ln_final, x))
+        let features = precision::linear(&self.text_projection, layer_norm(&self.ln_final, x));
+        precision::debug_check_activation(&features, "the text tower's output");
+        features
     }
 }

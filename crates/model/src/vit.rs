@@ -52,19 +52,23 @@ impl VisionTransformer {
     /// `[b, c, h, w]` images → `[b, embed_dim]` unnormalised features.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let [b, c, h, w] = images.dims();
+        let images = precision::activation(images);
         let p = self.patch_size;
         let (gh, gw) = (h / p, w / p);
         let x: Tensor<3> =
             images.reshape([b, c, gh, p, gw, p]).permute([0, 2, 4, 1, 3, 5]).reshape([b, gh * gw, c * p * p]);
         let x = linear_rows(&self.patch_embed, x);
         let width = x.dims()[2];
-        let cls = self.class_embedding.val().reshape([1, 1, width]).expand([b, 1, width]);
-        let x = Tensor::cat(vec![cls, x], 1) + self.positional_embedding.val().unsqueeze_dim(0);
+        let cls = precision::activation(self.class_embedding.val()).reshape([1, 1, width]).expand([b, 1, width]);
+        let positions = precision::activation(self.positional_embedding.val());
+        let x = Tensor::cat(vec![cls, x], 1) + positions.unsqueeze_dim(0);
         let mut x = layer_norm(&self.ln_pre, x);
         for block in &self.blocks {
             x = block.forward(x, false);
         }
         let cls: Tensor<2> = x.narrow(1, 0, 1).squeeze_dim(1);
-        precision::linear(&self.proj, layer_norm(&self.ln_post, cls))
+        let features = precision::linear(&self.proj, layer_norm(&self.ln_post, cls));
+        precision::debug_check_activation(&features, "the ViT's output");
+        features
     }
 }

@@ -64,8 +64,9 @@ pub struct TrainConfig {
     /// Train the selected rows in this many micro-batches, the contrastive loss still over all
     /// of them (open_clip's `--accum-freq`): less activation memory, the same step.
     pub accum_freq: usize,
-    /// The arithmetic of the passes (open_clip's `--precision`): `fp32`, or `amp_bf16` (matrix
-    /// products, attention and convolutions in bf16, the rest in f32; LibTorch devices only).
+    /// The arithmetic of the passes (open_clip's `--precision`): `fp32`; `amp_bf16` (matrix
+    /// products, attention and convolutions in bf16, the rest in f32); or `bf16` (the towers
+    /// wholly in bf16, on f32 master weights). The bf16 kinds need a LibTorch device.
     pub precision: Precision,
     /// Burn's gradient checkpointing on the training device (its "balanced" strategy: the
     /// outputs of memory-bound operations are recomputed in the backward pass, not kept).

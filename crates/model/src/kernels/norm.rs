@@ -21,6 +21,7 @@ use burn_autodiff::ops::{Backward, Ops};
 use rayon::prelude::*;
 
 use super::cpu::{F32Values, f32_tensor, forward_node, register_gradients, uses_fused_ops};
+use crate::precision;
 
 /// LayerNorm over the last dimension and its backward, as one backend extension.
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
@@ -43,18 +44,22 @@ pub trait FastLayerNormOps: Backend {
 
 /// `ln.forward(x)`: the fused kernel on the CPU, Burn's LayerNorm elsewhere. The model builds
 /// its LayerNorms with `LayerNormConfig`'s default epsilon, which this uses.
+///
+/// Under `bf16` LibTorch's LayerNorm takes the gain and shift in bf16 and accumulates the
+/// row statistics in f32 inside; Burn's own LayerNorm computes in f32 and hands back bf16,
+/// as open_clip's `LayerNormFp32` does.
 pub fn layer_norm<const D: usize>(ln: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
     match (&ln.beta, uses_fused_ops(&x)) {
         (Some(beta), true) => {
             let eps = LayerNormConfig::new(1).epsilon;
             Tensor::from_dispatch(<Dispatch as FastLayerNormOps>::fast_layer_norm(
                 x.into_dispatch(),
-                ln.gamma.val().into_dispatch(),
-                beta.val().into_dispatch(),
+                precision::activation(ln.gamma.val()).into_dispatch(),
+                precision::activation(beta.val()).into_dispatch(),
                 eps,
             ))
         }
-        _ => ln.forward(x),
+        _ => precision::activation(ln.forward(precision::to_f32(x))),
     }
 }
 
@@ -183,7 +188,14 @@ impl FastLayerNormOps for burn::backend::LibTorch {
         let mean_g = g.mean_dim(-1, true, None::<tch::Kind>);
         let mean_gx = (&g * &xhat).mean_dim(-1, true, None::<tch::Kind>);
         let dx = rstd * (g - mean_g - xhat * mean_gx);
-        (TchTensor::new(dx), TchTensor::new(dgamma), TchTensor::new(dbeta))
+        // A bf16 input's statistics come back in f32, which promotes the gradients; each leaves
+        // in its input's dtype.
+        let (x_kind, gamma_kind) = (x.tensor.kind(), gamma.tensor.kind());
+        (
+            TchTensor::new(dx.to_kind(x_kind)),
+            TchTensor::new(dgamma.to_kind(gamma_kind)),
+            TchTensor::new(dbeta.to_kind(gamma_kind)),
+        )
     }
 }
 
