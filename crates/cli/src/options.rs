@@ -349,12 +349,9 @@ mod tests {
             (Some(init.as_str()), Some("imagenet"))
         );
         for precision in ["amp_bf16", "bf16"] {
-            let bf16 = Cli::parse_from(["x", "--precision", precision]).options.resolve(toml::Table::new());
-            let err = bf16.unwrap_err().to_string();
-            assert!(
-                err.contains("precision") && err.contains("tch"),
-                "{precision} on the cpu device is refused: {err}"
-            );
+            let err = Cli::parse_from(["x", "--precision", precision]).options.resolve(toml::Table::new());
+            let err = err.unwrap_err().to_string();
+            assert!(err.contains("precision") && err.contains("tch"), "{precision} on cpu: {err}");
         }
         let accum = Cli::parse_from(["x", "--accum-freq", "3"]).options.resolve(toml::Table::new()).unwrap();
         assert_eq!(accum.accum_freq, 3);
