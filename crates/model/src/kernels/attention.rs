@@ -1,6 +1,6 @@
 //! Scaled dot-product attention as one node with its own backward: on the `flex` CPU backend
 //! our kernel; on LibTorch devices (the `tch` feature) LibTorch's `scaled_dot_product_attention`
-//! with LibTorch's own gradients (see `native.rs`); Burn's attention everywhere else.
+//! with LibTorch's own backward (see `tape.rs`); Burn's attention everywhere else.
 //!
 //! Under autodiff Burn 0.22.1 decomposes attention into a batched matmul, a scale, a mask, a
 //! softmax (max, subtract, exp, sum, divide) and a second matmul, each a node that writes the
@@ -24,7 +24,7 @@
 #[cfg(feature = "tch")]
 use burn::backend::libtorch::TchTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::module::attention as burn_attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Shape, Tensor};
@@ -38,6 +38,8 @@ use rayon::prelude::*;
 use burn_flex::FlexTensor;
 
 use super::cpu::{exp_nonpositive_f32, f32_tensor, forward_node, register_gradients, uses_fused_ops};
+#[cfg(feature = "tch")]
+use super::tape::taped;
 
 /// Scaled dot-product attention of `[b, h, l_q, d]` queries over `[b, h, l_k, d]` keys and
 /// values, scaled by `1 / sqrt(d)`; `causal` masks every query's view of later keys (query `i`
@@ -91,8 +93,9 @@ fn merge_heads(ctx: Tensor<4>) -> Tensor<3> {
     ctx.swap_dims(1, 2).reshape([b, l, h * d])
 }
 
-/// Attention and its backward as one backend extension: our kernel on `flex`, LibTorch's op
-/// on LibTorch, and one backward node for autodiff over either.
+/// Attention as one backend extension: our kernel on `flex`, LibTorch's op on LibTorch, and
+/// one node for autodiff over either, whose backward is our kernel's on `flex` and LibTorch's
+/// own (from its tape, `tape.rs`) on LibTorch.
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait FastAttentionOps: Backend {
     /// The attention of [`attention`].
@@ -102,23 +105,8 @@ pub trait FastAttentionOps: Backend {
         v: FloatTensor<Self>,
         causal: bool,
     ) -> FloatTensor<Self>;
-    /// Gradients of the queries, keys and values.
-    fn fast_attention_backward(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        causal: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     /// The attention of [`self_attention`].
     fn fast_self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool) -> FloatTensor<Self>;
-    /// The gradient of the packed projection.
-    fn fast_self_attention_backward(
-        qkv: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        heads: usize,
-        causal: bool,
-    ) -> FloatTensor<Self>;
 }
 
 /// One call's sizes: `batch × heads` independent slices, each `l_q` queries over `l_k` keys
@@ -172,27 +160,6 @@ impl FastAttentionOps for Flex {
         heads_last(out, &dims, dims.l_q)
     }
 
-    fn fast_attention_backward(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        causal: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let dims = Dims::of(q.layout().shape(), k.layout().shape(), causal);
-        let inputs = [&Rows::new(&q), &Rows::new(&k), &Rows::new(&v), &Rows::new(&grad)];
-        let (q_item, kv_item) = (dims.l_q * dims.width(), dims.l_k * dims.width());
-        let (mut dq, mut dk, mut dv) =
-            (vec![0f32; dims.batch * q_item], vec![0f32; dims.batch * kv_item], vec![0f32; dims.batch * kv_item]);
-        let items = dq
-            .par_chunks_mut(q_item)
-            .zip(dk.par_chunks_mut(kv_item))
-            .zip(dv.par_chunks_mut(kv_item))
-            .map(|((dq, dk), dv)| ItemGrads::Apart([dq, dk, dv]));
-        backward_items(&dims, inputs, items);
-        (heads_last(dq, &dims, dims.l_q), heads_last(dk, &dims, dims.l_k), heads_last(dv, &dims, dims.l_k))
-    }
-
     fn fast_self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool) -> FloatTensor<Self> {
         let dims = Dims::packed(qkv.layout().shape(), heads, causal);
         let qkv = qkv.to_contiguous();
@@ -200,22 +167,40 @@ impl FastAttentionOps for Flex {
         let out = forward_items(&dims, [&q, &k, &v]);
         f32_tensor(out, Shape::new([dims.batch, dims.l_q, dims.width()]))
     }
+}
 
-    fn fast_self_attention_backward(
-        qkv: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        heads: usize,
-        causal: bool,
-    ) -> FloatTensor<Self> {
-        let dims = Dims::packed(qkv.layout().shape(), heads, causal);
-        let (qkv, grad) = (qkv.to_contiguous(), grad.to_contiguous());
-        let [q, k, v] = [0, 1, 2].map(|part| Rows::packed(&qkv, part, 3, &dims));
-        let grad = Rows::packed(&grad, 0, 1, &dims);
-        let item = dims.l_q * 3 * dims.width();
-        let mut dqkv = vec![0f32; dims.batch * item];
-        backward_items(&dims, [&q, &k, &v, &grad], dqkv.par_chunks_mut(item).map(ItemGrads::Packed));
-        f32_tensor(dqkv, qkv.layout().shape().clone())
-    }
+/// Gradients of the queries, keys and values of [`FastAttentionOps::fast_attention`] on `flex`.
+fn flex_attention_backward(
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    grad: FlexTensor,
+    causal: bool,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let dims = Dims::of(q.layout().shape(), k.layout().shape(), causal);
+    let inputs = [&Rows::new(&q), &Rows::new(&k), &Rows::new(&v), &Rows::new(&grad)];
+    let (q_item, kv_item) = (dims.l_q * dims.width(), dims.l_k * dims.width());
+    let (mut dq, mut dk, mut dv) =
+        (vec![0f32; dims.batch * q_item], vec![0f32; dims.batch * kv_item], vec![0f32; dims.batch * kv_item]);
+    let items = dq
+        .par_chunks_mut(q_item)
+        .zip(dk.par_chunks_mut(kv_item))
+        .zip(dv.par_chunks_mut(kv_item))
+        .map(|((dq, dk), dv)| ItemGrads::Apart([dq, dk, dv]));
+    backward_items(&dims, inputs, items);
+    (heads_last(dq, &dims, dims.l_q), heads_last(dk, &dims, dims.l_k), heads_last(dv, &dims, dims.l_k))
+}
+
+/// The gradient of the packed projection of [`FastAttentionOps::fast_self_attention`] on `flex`.
+fn flex_self_attention_backward(qkv: FlexTensor, grad: FlexTensor, heads: usize, causal: bool) -> FlexTensor {
+    let dims = Dims::packed(qkv.layout().shape(), heads, causal);
+    let (qkv, grad) = (qkv.to_contiguous(), grad.to_contiguous());
+    let [q, k, v] = [0, 1, 2].map(|part| Rows::packed(&qkv, part, 3, &dims));
+    let grad = Rows::packed(&grad, 0, 1, &dims);
+    let item = dims.l_q * 3 * dims.width();
+    let mut dqkv = vec![0f32; dims.batch * item];
+    backward_items(&dims, [&q, &k, &v, &grad], dqkv.par_chunks_mut(item).map(ItemGrads::Packed));
+    f32_tensor(dqkv, qkv.layout().shape().clone())
 }
 
 /// The `[b, l_q, h, d]` attention of every batch item, one task per item, its heads in turn.
@@ -339,8 +324,7 @@ fn heads_last(values: Vec<f32>, dims: &Dims, rows: usize) -> FlexTensor {
     f32_tensor(values, Shape::new([dims.batch, rows, dims.heads, dims.d])).transpose(1, 2)
 }
 
-/// On LibTorch: `scaled_dot_product_attention` (flash or memory-efficient kernels on a GPU),
-/// and its gradients from LibTorch's autograd.
+/// On LibTorch: `scaled_dot_product_attention` (flash or memory-efficient kernels on a GPU).
 #[cfg(feature = "tch")]
 impl FastAttentionOps for burn::backend::LibTorch {
     fn fast_attention(
@@ -352,31 +336,26 @@ impl FastAttentionOps for burn::backend::LibTorch {
         TchTensor::new(sdpa(&q.tensor, &k.tensor, &v.tensor, causal))
     }
 
-    fn fast_attention_backward(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        causal: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let inputs = [&q.tensor, &k.tensor, &v.tensor];
-        let [dq, dk, dv] = super::native::libtorch_gradients(inputs, &grad.tensor, |[q, k, v]| sdpa(q, k, v, causal));
-        (TchTensor::new(dq), TchTensor::new(dk), TchTensor::new(dv))
-    }
-
     fn fast_self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool) -> FloatTensor<Self> {
         TchTensor::new(packed_sdpa(&qkv.tensor, heads, causal))
     }
+}
 
-    fn fast_self_attention_backward(
-        qkv: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        heads: usize,
+/// Under autodiff on LibTorch: one node each, recorded on LibTorch's tape, so the backward is
+/// the fused kernel's own backward on what its forward saved.
+#[cfg(feature = "tch")]
+impl<C: CheckpointStrategy> FastAttentionOps for Autodiff<burn::backend::LibTorch, C> {
+    fn fast_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
         causal: bool,
     ) -> FloatTensor<Self> {
-        let [dqkv] =
-            super::native::libtorch_gradients([&qkv.tensor], &grad.tensor, |[qkv]| packed_sdpa(qkv, heads, causal));
-        TchTensor::new(dqkv)
+        taped::<C, _, 3>([q, k, v], |[q, k, v]| (sdpa(q, k, v, causal), ())).0
+    }
+
+    fn fast_self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool) -> FloatTensor<Self> {
+        taped::<C, _, 1>([qkv], |[qkv]| (packed_sdpa(qkv, heads, causal), ())).0
     }
 }
 
@@ -585,7 +564,8 @@ fn backward_slice(
     matmul(grads.rows(1, h, dims), dscores.t(), q, dims.scale);
 }
 
-impl<B: Backend + FastAttentionOps, C: CheckpointStrategy> FastAttentionOps for Autodiff<B, C> {
+/// Under autodiff on `flex`: one node each, whose backward is our kernel's.
+impl<C: CheckpointStrategy> FastAttentionOps for Autodiff<Flex, C> {
     fn fast_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -595,68 +575,40 @@ impl<B: Backend + FastAttentionOps, C: CheckpointStrategy> FastAttentionOps for 
         #[derive(Debug)]
         struct FastAttention;
 
-        impl<B: Backend + FastAttentionOps> Backward<B, 3> for FastAttention {
+        impl Backward<Flex, 3> for FastAttention {
             // The inputs; the probabilities are recomputed (cheaper than keeping `l_q · l_k`
             // floats per slice between the passes).
-            type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, bool);
+            type State = (FlexTensor, FlexTensor, FlexTensor, bool);
 
             fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                register_gradients::<B, _, 3>(ops, grads, |(q, k, v, causal), grad| {
-                    let (dq, dk, dv) = B::fast_attention_backward(q, k, v, grad, causal);
+                register_gradients::<Flex, _, 3>(ops, grads, |(q, k, v, causal), grad| {
+                    let (dq, dk, dv) = flex_attention_backward(q, k, v, grad, causal);
                     [dq, dk, dv]
                 });
             }
         }
 
-        let forward = |[q, k, v]: [FloatTensor<B>; 3]| (B::fast_attention(q, k, v, causal), ());
-        forward_node::<B, C, _, _, 3>(FastAttention, [q, k, v], forward, |[q, k, v]| (q, k, v, causal)).0
-    }
-
-    fn fast_attention_backward(
-        q: FloatTensor<Self>,
-        k: FloatTensor<Self>,
-        v: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        causal: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        // Second derivatives are never taken in training; this keeps the trait complete.
-        let (dq, dk, dv) = B::fast_attention_backward(
-            q.into_primitive(),
-            k.into_primitive(),
-            v.into_primitive(),
-            grad.into_primitive(),
-            causal,
-        );
-        (Self::from_inner(dq), Self::from_inner(dk), Self::from_inner(dv))
+        let forward = |[q, k, v]: [FlexTensor; 3]| (Flex::fast_attention(q, k, v, causal), ());
+        forward_node::<Flex, C, _, _, 3>(FastAttention, [q, k, v], forward, |[q, k, v]| (q, k, v, causal)).0
     }
 
     fn fast_self_attention(qkv: FloatTensor<Self>, heads: usize, causal: bool) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct FastSelfAttention;
 
-        impl<B: Backend + FastAttentionOps> Backward<B, 1> for FastSelfAttention {
+        impl Backward<Flex, 1> for FastSelfAttention {
             // The packed projection; the probabilities are recomputed, as above.
-            type State = (FloatTensor<B>, usize, bool);
+            type State = (FlexTensor, usize, bool);
 
             fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                register_gradients::<B, _, 1>(ops, grads, |(qkv, heads, causal), grad| {
-                    [B::fast_self_attention_backward(qkv, grad, heads, causal)]
+                register_gradients::<Flex, _, 1>(ops, grads, |(qkv, heads, causal), grad| {
+                    [flex_self_attention_backward(qkv, grad, heads, causal)]
                 });
             }
         }
 
-        let forward = |[qkv]: [FloatTensor<B>; 1]| (B::fast_self_attention(qkv, heads, causal), ());
-        forward_node::<B, C, _, _, 1>(FastSelfAttention, [qkv], forward, |[qkv]| (qkv, heads, causal)).0
-    }
-
-    fn fast_self_attention_backward(
-        qkv: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        heads: usize,
-        causal: bool,
-    ) -> FloatTensor<Self> {
-        // Second derivatives are never taken in training; this keeps the trait complete.
-        Self::from_inner(B::fast_self_attention_backward(qkv.into_primitive(), grad.into_primitive(), heads, causal))
+        let forward = |[qkv]: [FlexTensor; 1]| (Flex::fast_self_attention(qkv, heads, causal), ());
+        forward_node::<Flex, C, _, _, 1>(FastSelfAttention, [qkv], forward, |[qkv]| (qkv, heads, causal)).0
     }
 }
 

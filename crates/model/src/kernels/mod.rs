@@ -25,6 +25,8 @@ mod cpu;
 mod gelu;
 mod native;
 mod norm;
+#[cfg(feature = "tch")]
+mod tape;
 
 pub use attention::{attention, self_attention};
 pub use gelu::gelu;

@@ -1,6 +1,5 @@
 //! Convolution and training-mode BatchNorm with LibTorch's own backward on LibTorch devices
-//! (the `tch` feature), Burn's operations everywhere else; and the helper that takes LibTorch's
-//! gradients of an op, which the LibTorch attention of `attention.rs` uses too.
+//! (the `tch` feature), Burn's operations everywhere else.
 //!
 //! burn-tch 0.22.1 leaves three training paths to Burn's generic rules:
 //! - under autodiff, attention decomposes into matmul, scale, mask and softmax nodes, so a GPU
@@ -10,10 +9,11 @@
 //! - BatchNorm's statistics and gradients are a dozen whole-tensor ops, two of them
 //!   transposing copies.
 //!
-//! On an H200 the `rn50` training step took 3.6× PyTorch's that way (bench/README.md). Here
-//! each op is one autodiff node whose forward is LibTorch's op and whose backward runs that op
-//! once more under LibTorch's autograd and takes LibTorch's gradients: the kernels PyTorch
-//! trains with, for one extra forward per backward. That took the `rn50` step to 1.6×.
+//! On an H200 the `rn50` training step took 3.6× PyTorch's that way (bench/README.md). Each
+//! op became one autodiff node whose forward is LibTorch's op and whose backward ran that op
+//! once more under LibTorch's autograd and took LibTorch's gradients, which took the `rn50`
+//! step to 1.6× (2026-11-30). Now the forward itself is recorded on LibTorch's tape
+//! (`tape.rs`), so the backward runs only LibTorch's backward kernels, as PyTorch does.
 
 use burn::tensor::Tensor;
 use burn::tensor::module::{BatchNormTrainOutput, batch_norm_train as burn_batch_norm_train, conv2d as burn_conv2d};
@@ -40,9 +40,6 @@ pub fn batch_norm_train(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, epsilon
 }
 
 #[cfg(feature = "tch")]
-pub(super) use libtorch::libtorch_gradients;
-
-#[cfg(feature = "tch")]
 mod libtorch {
     use burn::backend::libtorch::TchTensor;
     use burn::backend::tensor::FloatTensor;
@@ -50,15 +47,13 @@ mod libtorch {
     use burn::tensor::Tensor;
     use burn::tensor::module::BatchNormTrainOutput;
     use burn_autodiff::Autodiff;
-    use burn_autodiff::checkpoint::base::Checkpointer;
     use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
-    use burn_autodiff::grads::Gradients;
-    use burn_autodiff::ops::{Backward, Ops, OpsKind};
 
-    use super::super::cpu::register_gradients;
+    use super::super::tape::taped;
 
-    /// The two ops and their gradients as one backend extension, for LibTorch and autodiff
-    /// over it; no other backend reaches it (the callers above route by device).
+    /// The two ops as one backend extension, for LibTorch and autodiff over it (whose backward
+    /// is LibTorch's, from its tape); no other backend reaches it (the callers above route by
+    /// device).
     #[backend_extension(LibTorch: cfg(feature = "tch"), Autodiff)]
     pub trait LibTorchGradOps: Backend {
         /// The convolution of [`super::conv2d`].
@@ -68,27 +63,11 @@ mod libtorch {
             stride: usize,
             padding: usize,
         ) -> FloatTensor<Self>;
-        /// Gradients of the input and the weight.
-        fn native_conv2d_backward(
-            x: FloatTensor<Self>,
-            weight: FloatTensor<Self>,
-            grad: FloatTensor<Self>,
-            stride: usize,
-            padding: usize,
-        ) -> (FloatTensor<Self>, FloatTensor<Self>);
         /// The output, batch mean and biased batch variance of [`super::batch_norm_train`].
         fn native_batch_norm_train(
             x: FloatTensor<Self>,
             gamma: FloatTensor<Self>,
             beta: FloatTensor<Self>,
-            epsilon: f64,
-        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-        /// Gradients of the input, the gain and the shift.
-        fn native_batch_norm_train_backward(
-            x: FloatTensor<Self>,
-            gamma: FloatTensor<Self>,
-            beta: FloatTensor<Self>,
-            grad: FloatTensor<Self>,
             epsilon: f64,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
     }
@@ -121,32 +100,22 @@ mod libtorch {
         }
     }
 
-    /// LibTorch's training-mode BatchNorm (the momentum only matters for running statistics,
-    /// which are kept by the caller, not here).
-    fn bn(x: &tch::Tensor, gamma: &tch::Tensor, beta: &tch::Tensor, epsilon: f64) -> tch::Tensor {
-        x.batch_norm(Some(gamma), Some(beta), None::<&tch::Tensor>, None, true, 0.1, epsilon, true)
-    }
-
     fn conv(x: &tch::Tensor, weight: &tch::Tensor, stride: usize, padding: usize) -> tch::Tensor {
         let (s, p) = (stride as i64, padding as i64);
         x.conv2d(weight, None::<&tch::Tensor>, [s, s], [p, p], [1, 1], 1)
     }
 
-    /// The gradients of `forward(inputs)` with respect to each input, given the output's
-    /// gradient `grad`, from LibTorch's autograd: `forward` runs on detached copies that require
-    /// gradients, and the backward pass starts from `sum(output · grad)`, whose gradient with
-    /// respect to the output is exactly `grad`.
-    pub(crate) fn libtorch_gradients<const N: usize>(
-        inputs: [&tch::Tensor; N],
-        grad: &tch::Tensor,
-        forward: impl FnOnce(&[tch::Tensor; N]) -> tch::Tensor,
-    ) -> [tch::Tensor; N] {
-        tch::with_grad(|| {
-            let leaves = inputs.map(|t| t.detach().set_requires_grad(true));
-            let objective = (forward(&leaves) * grad).sum(None::<tch::Kind>);
-            let grads = tch::Tensor::run_backward(&[objective], &leaves, false, false);
-            grads.try_into().unwrap_or_else(|grads: Vec<_>| panic!("{} gradients for {N} inputs", grads.len()))
-        })
+    /// LibTorch's training-mode BatchNorm in one kernel for the statistics and the output:
+    /// the output, and the batch mean and biased variance, detached (the running statistics
+    /// are the caller's).
+    fn bn(x: &tch::Tensor, gamma: &tch::Tensor, beta: &tch::Tensor, epsilon: f64) -> (tch::Tensor, [tch::Tensor; 2]) {
+        // The momentum only matters for running statistics, which this op does not keep.
+        let (output, mean, inv_std) =
+            x.internal_native_batch_norm_legit_no_stats(Some(gamma), Some(beta), true, 0.1, epsilon);
+        let variance = inv_std.detach().square().reciprocal() - epsilon;
+        // A copy of the mean: the caller's running-statistics update may scale it in place,
+        // and the tape keeps the original for the backward.
+        (output, [mean.detach().copy(), variance])
     }
 
     impl LibTorchGradOps for LibTorch {
@@ -159,155 +128,37 @@ mod libtorch {
             TchTensor::new(conv(&x.tensor, &weight.tensor, stride, padding))
         }
 
-        fn native_conv2d_backward(
-            x: FloatTensor<Self>,
-            weight: FloatTensor<Self>,
-            grad: FloatTensor<Self>,
-            stride: usize,
-            padding: usize,
-        ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-            let [dx, dweight] = libtorch_gradients([&x.tensor, &weight.tensor], &grad.tensor, |[x, weight]| {
-                conv(x, weight, stride, padding)
-            });
-            (TchTensor::new(dx), TchTensor::new(dweight))
-        }
-
         fn native_batch_norm_train(
             x: FloatTensor<Self>,
             gamma: FloatTensor<Self>,
             beta: FloatTensor<Self>,
             epsilon: f64,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-            // One kernel for the statistics and the output; it returns 1 / sqrt(var + eps).
-            let (output, mean, inv_std) = x.tensor.internal_native_batch_norm_legit_no_stats(
-                Some(&gamma.tensor),
-                Some(&beta.tensor),
-                true,
-                0.1,
-                epsilon,
-            );
-            let variance = inv_std.square().reciprocal() - epsilon;
+            let (output, [mean, variance]) = bn(&x.tensor, &gamma.tensor, &beta.tensor, epsilon);
             (TchTensor::new(output), TchTensor::new(mean), TchTensor::new(variance))
-        }
-
-        fn native_batch_norm_train_backward(
-            x: FloatTensor<Self>,
-            gamma: FloatTensor<Self>,
-            beta: FloatTensor<Self>,
-            grad: FloatTensor<Self>,
-            epsilon: f64,
-        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-            let inputs = [&x.tensor, &gamma.tensor, &beta.tensor];
-            let [dx, dgamma, dbeta] =
-                libtorch_gradients(inputs, &grad.tensor, |[x, gamma, beta]| bn(x, gamma, beta, epsilon));
-            (TchTensor::new(dx), TchTensor::new(dgamma), TchTensor::new(dbeta))
         }
     }
 
-    impl<B: Backend + LibTorchGradOps, C: CheckpointStrategy> LibTorchGradOps for Autodiff<B, C> {
+    impl<C: CheckpointStrategy> LibTorchGradOps for Autodiff<LibTorch, C> {
         fn native_conv2d(
             x: FloatTensor<Self>,
             weight: FloatTensor<Self>,
             stride: usize,
             padding: usize,
         ) -> FloatTensor<Self> {
-            #[derive(Debug)]
-            struct NativeConv2d;
-
-            impl<B: Backend + LibTorchGradOps> Backward<B, 2> for NativeConv2d {
-                type State = (FloatTensor<B>, FloatTensor<B>, usize, usize);
-
-                fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                    register_gradients::<B, _, 2>(ops, grads, |(x, weight, stride, padding), grad| {
-                        let (dx, dweight) = B::native_conv2d_backward(x, weight, grad, stride, padding);
-                        [dx, dweight]
-                    });
-                }
-            }
-
-            let (x, x_guard) = x.into_parts();
-            let (weight, weight_guard) = weight.into_parts();
-            match NativeConv2d.prepare::<C>([x_guard, weight_guard]).compute_bound().stateful() {
-                OpsKind::Tracked(prep) => {
-                    let out = B::native_conv2d(x.clone(), weight.clone(), stride, padding);
-                    prep.finish((x, weight, stride, padding), out)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(B::native_conv2d(x, weight, stride, padding)),
-            }
+            taped::<C, _, 2>([x, weight], |[x, weight]| (conv(x, weight, stride, padding), ())).0
         }
 
-        fn native_conv2d_backward(
-            x: FloatTensor<Self>,
-            weight: FloatTensor<Self>,
-            grad: FloatTensor<Self>,
-            stride: usize,
-            padding: usize,
-        ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-            // Second derivatives are never taken in training; this keeps the trait complete.
-            let (dx, dweight) = B::native_conv2d_backward(
-                x.into_primitive(),
-                weight.into_primitive(),
-                grad.into_primitive(),
-                stride,
-                padding,
-            );
-            (Self::from_inner(dx), Self::from_inner(dweight))
-        }
         fn native_batch_norm_train(
             x: FloatTensor<Self>,
             gamma: FloatTensor<Self>,
             beta: FloatTensor<Self>,
             epsilon: f64,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-            #[derive(Debug)]
-            struct NativeBatchNorm;
-
-            impl<B: Backend + LibTorchGradOps> Backward<B, 3> for NativeBatchNorm {
-                type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, f64);
-
-                fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                    register_gradients::<B, _, 3>(ops, grads, |(x, gamma, beta, epsilon), grad| {
-                        let (dx, dgamma, dbeta) = B::native_batch_norm_train_backward(x, gamma, beta, grad, epsilon);
-                        [dx, dgamma, dbeta]
-                    });
-                }
-            }
-
-            let (x, x_guard) = x.into_parts();
-            let (gamma, gamma_guard) = gamma.into_parts();
-            let (beta, beta_guard) = beta.into_parts();
             // The statistics leave as constants: only the output carries gradients.
-            let (output, mean, variance) =
-                match NativeBatchNorm.prepare::<C>([x_guard, gamma_guard, beta_guard]).compute_bound().stateful() {
-                    OpsKind::Tracked(prep) => {
-                        let (output, mean, variance) =
-                            B::native_batch_norm_train(x.clone(), gamma.clone(), beta.clone(), epsilon);
-                        (prep.finish((x, gamma, beta, epsilon), output), mean, variance)
-                    }
-                    OpsKind::UnTracked(prep) => {
-                        let (output, mean, variance) = B::native_batch_norm_train(x, gamma, beta, epsilon);
-                        (prep.finish(output), mean, variance)
-                    }
-                };
-            (output, Self::from_inner(mean), Self::from_inner(variance))
-        }
-
-        fn native_batch_norm_train_backward(
-            x: FloatTensor<Self>,
-            gamma: FloatTensor<Self>,
-            beta: FloatTensor<Self>,
-            grad: FloatTensor<Self>,
-            epsilon: f64,
-        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-            // Second derivatives are never taken in training; this keeps the trait complete.
-            let (dx, dgamma, dbeta) = B::native_batch_norm_train_backward(
-                x.into_primitive(),
-                gamma.into_primitive(),
-                beta.into_primitive(),
-                grad.into_primitive(),
-                epsilon,
-            );
-            (Self::from_inner(dx), Self::from_inner(dgamma), Self::from_inner(dbeta))
+            let (output, [mean, variance]) =
+                taped::<C, _, 3>([x, gamma, beta], |[x, gamma, beta]| bn(x, gamma, beta, epsilon));
+            (output, Self::from_inner(TchTensor::new(mean)), Self::from_inner(TchTensor::new(variance)))
         }
     }
 }

@@ -4,13 +4,16 @@
 //! variance, divide, scale and shift nodes, each a full pass over the activation forward and
 //! more backward. Here the forward is one pass per row and the backward one pass per row plus
 //! the column sums for the gain and bias, in parallel row chunks. Column sums are combined in
-//! chunk order, so the result does not depend on thread timing. Other devices use Burn's
+//! chunk order, so the result does not depend on thread timing. On LibTorch devices LibTorch's
+//! LayerNorm runs, with its own backward from its tape; other devices use Burn's
 //! `LayerNorm::forward`.
 
 #[cfg(feature = "tch")]
+use burn::backend::LibTorch;
+#[cfg(feature = "tch")]
 use burn::backend::libtorch::TchTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::Tensor;
 use burn_autodiff::Autodiff;
@@ -20,10 +23,16 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops};
 use rayon::prelude::*;
 
+use burn_flex::FlexTensor;
+
 use super::cpu::{F32Values, f32_tensor, forward_node, register_gradients, uses_fused_ops};
+#[cfg(feature = "tch")]
+use super::tape::taped;
 use crate::precision;
 
-/// LayerNorm over the last dimension and its backward, as one backend extension.
+/// LayerNorm over the last dimension as one backend extension: our kernel on `flex` and
+/// LibTorch's on LibTorch, each under autodiff with its own backward (ours; LibTorch's from its
+/// tape, `tape.rs`).
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait FastLayerNormOps: Backend {
     /// `(x - mean) / sqrt(var + eps) · gamma + beta` per row of the last dimension.
@@ -33,13 +42,6 @@ pub trait FastLayerNormOps: Backend {
         beta: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self>;
-    /// Gradients of the input, the gain and the bias.
-    fn fast_layer_norm_backward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        eps: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// `ln.forward(x)`: the fused kernel on the CPU, Burn's LayerNorm elsewhere. The model builds
@@ -98,108 +100,101 @@ impl FastLayerNormOps for Flex {
         });
         f32_tensor(out, shape)
     }
-
-    fn fast_layer_norm_backward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        eps: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let shape = x.layout().shape().clone();
-        let param_shape = gamma.layout().shape().clone();
-        let (x, gamma, grad) = (F32Values::new(&x), F32Values::new(&gamma), F32Values::new(&grad));
-        let (xs, gs, dys) = (x.as_slice(), gamma.as_slice(), grad.as_slice());
-        let d = gs.len();
-        let eps = eps as f32;
-        let mut dx = vec![0f32; xs.len()];
-        let chunk = ROWS_PER_TASK * d;
-        // Per chunk: dx rows, and that chunk's partial column sums for the gain and bias.
-        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(chunk)
-            .zip(xs.par_chunks(chunk))
-            .zip(dys.par_chunks(chunk))
-            .map(|((dx, xs), dys)| {
-                let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
-                for ((dx, row), dy) in dx.chunks_exact_mut(d).zip(xs.chunks_exact(d)).zip(dys.chunks_exact(d)) {
-                    let (mean, rstd) = row_stats(row, eps);
-                    // dx = rstd · (g - mean(g) - x̂ · mean(g · x̂)) with g = dy · gamma.
-                    let (mut sum_g, mut sum_gx) = (0f32, 0f32);
-                    for (((&v, &dy), &gm), (dg, db)) in
-                        row.iter().zip(dy).zip(gs).zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
-                    {
-                        let xhat = (v - mean) * rstd;
-                        let g = dy * gm;
-                        sum_g += g;
-                        sum_gx += g * xhat;
-                        *dg += dy * xhat;
-                        *db += dy;
-                    }
-                    let (mean_g, mean_gx) = (sum_g / d as f32, sum_gx / d as f32);
-                    for (((o, &v), &dy), &gm) in dx.iter_mut().zip(row).zip(dy).zip(gs) {
-                        let xhat = (v - mean) * rstd;
-                        *o = rstd * (dy * gm - mean_g - xhat * mean_gx);
-                    }
-                }
-                (dgamma, dbeta)
-            })
-            .collect();
-        let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
-        for (pg, pb) in &partials {
-            for (acc, v) in dgamma.iter_mut().zip(pg) {
-                *acc += v;
-            }
-            for (acc, v) in dbeta.iter_mut().zip(pb) {
-                *acc += v;
-            }
-        }
-        (f32_tensor(dx, shape), f32_tensor(dgamma, param_shape.clone()), f32_tensor(dbeta, param_shape))
-    }
 }
 
-/// On LibTorch: its native LayerNorm forward, and the same backward as the CPU kernel's in a
-/// few whole-tensor LibTorch ops (tch 0.22 does not expose `native_layer_norm_backward`).
+/// Gradients of the input, the gain and the bias of [`FastLayerNormOps::fast_layer_norm`] on
+/// `flex`.
+fn flex_layer_norm_backward(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    grad: FlexTensor,
+    eps: f64,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let shape = x.layout().shape().clone();
+    let param_shape = gamma.layout().shape().clone();
+    let (x, gamma, grad) = (F32Values::new(&x), F32Values::new(&gamma), F32Values::new(&grad));
+    let (xs, gs, dys) = (x.as_slice(), gamma.as_slice(), grad.as_slice());
+    let d = gs.len();
+    let eps = eps as f32;
+    let mut dx = vec![0f32; xs.len()];
+    let chunk = ROWS_PER_TASK * d;
+    // Per chunk: dx rows, and that chunk's partial column sums for the gain and bias.
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(chunk)
+        .zip(xs.par_chunks(chunk))
+        .zip(dys.par_chunks(chunk))
+        .map(|((dx, xs), dys)| {
+            let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
+            for ((dx, row), dy) in dx.chunks_exact_mut(d).zip(xs.chunks_exact(d)).zip(dys.chunks_exact(d)) {
+                let (mean, rstd) = row_stats(row, eps);
+                // dx = rstd · (g - mean(g) - x̂ · mean(g · x̂)) with g = dy · gamma.
+                let (mut sum_g, mut sum_gx) = (0f32, 0f32);
+                for (((&v, &dy), &gm), (dg, db)) in
+                    row.iter().zip(dy).zip(gs).zip(dgamma.iter_mut().zip(dbeta.iter_mut()))
+                {
+                    let xhat = (v - mean) * rstd;
+                    let g = dy * gm;
+                    sum_g += g;
+                    sum_gx += g * xhat;
+                    *dg += dy * xhat;
+                    *db += dy;
+                }
+                let (mean_g, mean_gx) = (sum_g / d as f32, sum_gx / d as f32);
+                for (((o, &v), &dy), &gm) in dx.iter_mut().zip(row).zip(dy).zip(gs) {
+                    let xhat = (v - mean) * rstd;
+                    *o = rstd * (dy * gm - mean_g - xhat * mean_gx);
+                }
+            }
+            (dgamma, dbeta)
+        })
+        .collect();
+    let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
+    for (pg, pb) in &partials {
+        for (acc, v) in dgamma.iter_mut().zip(pg) {
+            *acc += v;
+        }
+        for (acc, v) in dbeta.iter_mut().zip(pb) {
+            *acc += v;
+        }
+    }
+    (f32_tensor(dx, shape), f32_tensor(dgamma, param_shape.clone()), f32_tensor(dbeta, param_shape))
+}
+
+/// On LibTorch: its native LayerNorm.
 #[cfg(feature = "tch")]
-impl FastLayerNormOps for burn::backend::LibTorch {
+impl FastLayerNormOps for LibTorch {
     fn fast_layer_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self> {
-        let d = gamma.tensor.size()[0];
-        TchTensor::new(x.tensor.layer_norm([d], Some(&gamma.tensor), Some(&beta.tensor), eps, false))
-    }
-
-    fn fast_layer_norm_backward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        eps: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let d = gamma.tensor.size()[0];
-        let (_, mean, rstd) = x.tensor.native_layer_norm([d], None::<&tch::Tensor>, None::<&tch::Tensor>, eps);
-        let xhat = (&x.tensor - mean) * &rstd;
-        let rows: Vec<i64> = (0..x.tensor.dim() as i64 - 1).collect();
-        let dy = &grad.tensor;
-        let dbeta = dy.sum_dim_intlist(rows.as_slice(), false, None::<tch::Kind>);
-        let dgamma = (dy * &xhat).sum_dim_intlist(rows.as_slice(), false, None::<tch::Kind>);
-        // dx = rstd · (g − mean(g) − x̂ · mean(g · x̂)) with g = dy · gamma, per row.
-        let g = dy * &gamma.tensor;
-        let mean_g = g.mean_dim(-1, true, None::<tch::Kind>);
-        let mean_gx = (&g * &xhat).mean_dim(-1, true, None::<tch::Kind>);
-        let dx = rstd * (g - mean_g - xhat * mean_gx);
-        // A bf16 input's statistics come back in f32, which promotes the gradients; each leaves
-        // in its input's dtype.
-        let (x_kind, gamma_kind) = (x.tensor.kind(), gamma.tensor.kind());
-        (
-            TchTensor::new(dx.to_kind(x_kind)),
-            TchTensor::new(dgamma.to_kind(gamma_kind)),
-            TchTensor::new(dbeta.to_kind(gamma_kind)),
-        )
+        TchTensor::new(libtorch_layer_norm(&x.tensor, &gamma.tensor, &beta.tensor, eps))
     }
 }
 
-impl<B: Backend + FastLayerNormOps, C: CheckpointStrategy> FastLayerNormOps for Autodiff<B, C> {
+#[cfg(feature = "tch")]
+fn libtorch_layer_norm(x: &tch::Tensor, gamma: &tch::Tensor, beta: &tch::Tensor, eps: f64) -> tch::Tensor {
+    let d = gamma.size()[0];
+    x.layer_norm([d], Some(gamma), Some(beta), eps, false)
+}
+
+/// Under autodiff on LibTorch: one node recorded on LibTorch's tape, whose backward is
+/// LibTorch's LayerNorm backward on the row statistics its forward saved.
+#[cfg(feature = "tch")]
+impl<C: CheckpointStrategy> FastLayerNormOps for Autodiff<LibTorch, C> {
+    fn fast_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        taped::<C, _, 3>([x, gamma, beta], |[x, gamma, beta]| (libtorch_layer_norm(x, gamma, beta, eps), ())).0
+    }
+}
+
+/// Under autodiff on `flex`: one node whose backward is our kernel's.
+impl<C: CheckpointStrategy> FastLayerNormOps for Autodiff<Flex, C> {
     fn fast_layer_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -209,32 +204,20 @@ impl<B: Backend + FastLayerNormOps, C: CheckpointStrategy> FastLayerNormOps for 
         #[derive(Debug)]
         struct FastLayerNorm;
 
-        impl<B: Backend + FastLayerNormOps> Backward<B, 3> for FastLayerNorm {
+        impl Backward<Flex, 3> for FastLayerNorm {
             // Input, gain and epsilon; the row statistics are recomputed (one cheap pass).
-            type State = (FloatTensor<B>, FloatTensor<B>, f64);
+            type State = (FlexTensor, FlexTensor, f64);
 
             fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-                register_gradients::<B, _, 3>(ops, grads, |(x, gamma, eps), grad| {
-                    let (dx, dgamma, dbeta) = B::fast_layer_norm_backward(x, gamma, grad, eps);
+                register_gradients::<Flex, _, 3>(ops, grads, |(x, gamma, eps), grad| {
+                    let (dx, dgamma, dbeta) = flex_layer_norm_backward(x, gamma, grad, eps);
                     [dx, dgamma, dbeta]
                 });
             }
         }
 
-        let forward = |[x, gamma, beta]: [FloatTensor<B>; 3]| (B::fast_layer_norm(x, gamma, beta, eps), ());
-        forward_node::<B, C, _, _, 3>(FastLayerNorm, [x, gamma, beta], forward, |[x, gamma, _]| (x, gamma, eps)).0
-    }
-
-    fn fast_layer_norm_backward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        eps: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        // Second derivatives are never taken in training; this keeps the trait complete.
-        let (dx, dgamma, dbeta) =
-            B::fast_layer_norm_backward(x.into_primitive(), gamma.into_primitive(), grad.into_primitive(), eps);
-        (Self::from_inner(dx), Self::from_inner(dgamma), Self::from_inner(dbeta))
+        let forward = |[x, gamma, beta]: [FlexTensor; 3]| (Flex::fast_layer_norm(x, gamma, beta, eps), ());
+        forward_node::<Flex, C, _, _, 3>(FastLayerNorm, [x, gamma, beta], forward, |[x, gamma, _]| (x, gamma, eps)).0
     }
 }
 
@@ -263,10 +246,21 @@ mod tests {
 
     #[test]
     fn fused_layer_norm_matches_burn_forward_and_backward() {
+        matches_burn_forward_and_backward(Device::flex());
+    }
+
+    /// LibTorch's LayerNorm, its backward from LibTorch's tape.
+    #[cfg(feature = "tch")]
+    #[test]
+    #[allow(deprecated)] // burn-tch, behind the `tch` feature
+    fn libtorch_layer_norm_matches_burn_forward_and_backward() {
+        matches_burn_forward_and_backward(Device::libtorch());
+    }
+
+    fn matches_burn_forward_and_backward(cpu: Device) {
         let (rows, d) = (700, 48); // more rows than one parallel task
         let x_values = values(rows * d, 3);
         let w_values = values(rows * d, 5);
-        let cpu = Device::flex();
         let train = cpu.clone().autodiff();
 
         let x = Tensor::<2>::from_data(TensorData::new(x_values.clone(), [rows, d]), &cpu);
