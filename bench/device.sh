@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Everything the GPU work is judged by, in one call on one GPU machine, each part's table printed
-# as soon as it is measured (about 9 minutes on an H200, estimated from the step times measured
-# there on 2026-11-30; it has run end to end only on a CPU so far, see bench/README.md):
+# and written as soon as it is measured (about 9 minutes on an H200, estimated from the step times
+# measured there on 2026-11-30; it has run end to end only on a CPU so far, see bench/README.md).
+# The parts run in the order of what they decide, so a run cut short keeps the most:
 #   1. the training step: `bench_step --device tch:cuda` against bench/torch_clip.py on the same
 #      GPU (PyTorch eager; amp_bf16 there is torch.autocast, as in open_clip_train), alternating
-#      rounds, batch 256, fp32 and amp_bf16, for vit-b-32 and rn50 (and tiny and small, one
-#      round); with each one's selected step (scoring included, r = 0.3) over its full step,
-#      next to the cost model's (1 + 3r)/3; and one round of dissect's pure bf16 for vit-b-32
-#      and rn50, next to PyTorch's amp_bf16 (what an open_clip user runs);
+#      rounds, batch 256, fp32 and amp_bf16, for vit-b-32 and rn50; with each one's selected
+#      step (scoring included, r = 0.3) over its full step, next to the cost model's (1 + 3r)/3;
 #   2. the data: 50,000 pairs of 256 px JPEGs generated, then the loader alone (decode, resize
 #      to 224, normalise, tokenize on every core) in images/s over what the vit-b-32 amp_bf16
 #      step consumes;
@@ -15,8 +14,10 @@
 #      config, CLIP's tokenizer, those shards, 2 epochs, amp_bf16, `full` and
 #      `dissect-momentum` at r = 0.3: wall time, pairs/s, peak GPU memory, held-out retrieval,
 #      and each dissect run's step time split into data, scoring, selection and training;
-#   4. checks: amp_bf16 against fp32 on the GPU (crates/cli/tests/precision.sh) and a job of
-#      one process under torchrun (NCCL's code path; needs no second GPU).
+#   4. more steps, one round each: dissect's pure bf16 for vit-b-32 and rn50 next to PyTorch's
+#      amp_bf16 (what an open_clip user runs), and tiny and small in fp32 and amp_bf16;
+#   5. checks: amp_bf16 and bf16 against fp32 on the GPU (crates/cli/tests/precision.sh) and a
+#      job of one process under torchrun (NCCL's code path; needs no second GPU).
 # Prepare on any x86-64 Linux machine, no GPU needed:
 #
 #   PYTHON=/path/to/torch-2.11.0-venv/bin/python bench/build_tch.sh     # dist/tch
@@ -29,16 +30,17 @@
 #
 # The log and every table are also written to RESULTS_DIR (default target/device). PYTHON, BIN
 # (dist/tch), WHEELS, STEPS (timed steps per bench run, default 6), ROUNDS (of vit-b-32 and
-# rn50, default 2), BIG and SMALL (the presets of two rounds and of one), TRAIN (pairs of the
-# job, default 50000), EPOCHS (2), JOB_MODEL (the job's model config; default open_clip's
-# ViT-B-32.json), PARTS (default "steps data job checks") and BURN_DEVICE / TORCH_DEVICE
-# (tch:cuda / cuda) and BF16 (the presets of the bf16 round, default "vit-b-32 rn50") change it;
+# rn50, default 2), BIG and SMALL (the presets of part 1 and of part 4), BF16 (part 4's bf16
+# presets, default "vit-b-32 rn50"), TRAIN (pairs of the job, default 50000), EPOCHS (2),
+# JOB_MODEL (the job's model config; default open_clip's ViT-B-32.json), PARTS (default
+# "steps data job extra checks") and BURN_DEVICE / TORCH_DEVICE (tch:cuda / cuda) change it;
 # `BURN_DEVICE=tch TORCH_DEVICE=cpu BIG=micro SMALL= TRAIN=1024 ...` checks the script on a
 # machine without a GPU (see bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results=$(realpath -m "${1:-target/device}")
 mkdir -p "$results"
+rm -f "$results"/{steps.tsv,steps.md,loader.txt,loader.md,job.md}  # the tables of an earlier run
 exec > >(tee "$results/device.log") 2>&1
 python=${PYTHON:-python3}
 bin=$(realpath "${BIN:-dist/tch}")
@@ -50,7 +52,7 @@ small=${SMALL-tiny small}
 bf16_presets=${BF16-vit-b-32 rn50}
 train=${TRAIN:-50000}
 epochs=${EPOCHS:-2}
-parts=${PARTS:-steps data job checks}
+parts=${PARTS:-steps data job extra checks}
 burn_device=${BURN_DEVICE:-tch:cuda}
 torch_device=${TORCH_DEVICE:-cuda}
 batch=256
@@ -90,18 +92,25 @@ bench_round() { # preset precision round: one row per implementation into steps.
     done
 }
 
+steps_header() {
+    [ -f "$results/steps.tsv" ] ||
+        printf 'preset\tprecision\timpl\tround\tfull_s\tscore_s\tselected_over_full\tcost_model\n' >"$results/steps.tsv"
+}
+steps_summary() {
+    "$python" bench/device_summary.py steps "$results/steps.tsv" | tee "$results/steps.md" || echo "summary FAILED"
+}
+
+# The parts run in the order of what they decide, and every table is written as soon as it is
+# measured, so a run cut short keeps what it measured.
 if wants steps; then
-    section "1. training step, batch $batch, $steps timed steps a run"
-    printf 'preset\tprecision\timpl\tround\tfull_s\tscore_s\tselected_over_full\tcost_model\n' >"$results/steps.tsv"
-    for preset in $big $small; do
-        n=$rounds
-        [[ " $small " == *" $preset "* ]] && n=1
+    section "1. training step: $big, fp32 and amp_bf16, batch $batch, $steps timed steps a run"
+    steps_header
+    for preset in $big; do
         for precision in fp32 amp_bf16; do
-            for round in $(seq "$n"); do bench_round "$preset" "$precision" "$round"; done
+            for round in $(seq "$rounds"); do bench_round "$preset" "$precision" "$round"; done
         done
     done
-    for preset in $bf16_presets; do bench_round "$preset" bf16 1; done
-    "$python" bench/device_summary.py steps "$results/steps.tsv" | tee "$results/steps.md" || echo "summary FAILED"
+    steps_summary
 fi
 
 data=$work/data
@@ -131,8 +140,18 @@ if wants job; then
     "$python" bench/step_breakdown.py "$work/job/full" "$work/job/dissect-momentum" | tee -a "$results/job.md"
 fi
 
+if wants extra; then
+    section "4. more steps: bf16 for $bf16_presets (PyTorch: amp_bf16), and $small in fp32 and amp_bf16, one round"
+    steps_header
+    for preset in $bf16_presets; do bench_round "$preset" bf16 1; done
+    for preset in $small; do
+        for precision in fp32 amp_bf16; do bench_round "$preset" "$precision" 1; done
+    done
+    steps_summary
+fi
+
 if wants checks; then
-    section "4. checks on $burn_device"
+    section "5. checks on $burn_device"
     DEVICE=$burn_device crates/cli/tests/precision.sh "$bin/dissect" "$python" || echo "precision check FAILED"
     "$bin/dissect" data generate noisy-shapes --out "$work/small" --train-size 1024 --test-size 256 >/dev/null
     "$python" -m torch.distributed.run --no-python --nproc-per-node 1 "$bin/dissect" train --device "$burn_device" \
