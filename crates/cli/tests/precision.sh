@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # amp_bf16 and bf16 against fp32 on LibTorch's CPU device (the `tch` build of bench/build_tch.sh):
 # the same run in each precision, its per-step losses within bf16's tolerance of fp32's, and the
-# selector's choices side by side (how many of each step's kept rows the runs share).
+# selector's choices side by side (how many of each step's kept rows the runs share); and each
+# bf16 run evaluated in bf16.
 #
 #   crates/cli/tests/precision.sh DISSECT_BIN PYTHON     # PYTHON: the torch 2.11.0 it was built against
 #
@@ -23,6 +24,10 @@ for model in micro rn-tiny; do
         "$dissect" train "${run[@]}" --model "$model" --precision "$precision" --out "$model-$precision" >/dev/null 2>&1 \
             || { echo "FAIL: $model in $precision did not train" >&2; exit 1; }
     done
+    # Evaluation in bf16 scores the held-out pairs as training's scoring pass does.
+    "$dissect" eval "$model-bf16" --data data --device "${DEVICE:-tch}" --precision bf16 >"$model-eval.txt" 2>&1 \
+        && grep -q "zero-shot top-1" "$model-eval.txt" \
+        || { echo "FAIL: $model did not evaluate in bf16:" >&2; tail -n 3 "$model-eval.txt" >&2; exit 1; }
 done
 "$python" - <<'PY'
 import csv, json

@@ -243,7 +243,6 @@ mod tests {
         use crate::loss::{clip_loss, scalar_f32};
         use crate::model::{Clip, VisionTower};
         use crate::resnet::NormMode;
-        use burn::tensor::DType;
         use rand::{Rng, SeedableRng};
 
         let device = Device::libtorch();
