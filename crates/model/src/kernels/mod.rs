@@ -1,8 +1,9 @@
 //! Fused CPU kernels with their own backward nodes, for operations that Burn 0.22.1's `flex`
 //! backend runs slowly (scalar, single-threaded, or decomposed into many autodiff nodes).
 //! Each is a backend extension: on `flex` devices the kernel runs; on LibTorch devices (the
-//! `tch` feature) LibTorch's native forward runs under the same single backward node; on any
-//! other device the model takes Burn's own operation, so results there are Burn's.
+//! `tch` feature) LibTorch's native op runs as one node, its backward LibTorch's own (`tape`
+//! records the forward on LibTorch's autograd tape; GELU calls `gelu_backward`); on any other
+//! device the model takes Burn's own operation, so results there are Burn's.
 //!
 //! - [`gelu`]: exact GELU (erf form), vectorised and multi-threaded.
 //! - [`layer_norm`]: LayerNorm forward and backward in one pass each.
@@ -10,8 +11,8 @@
 //!   item, its heads in turn; `self_attention` reads the heads from the packed q/k/v projection
 //!   and returns that projection's gradient in one buffer.
 //! - [`conv2d`] and [`batch_norm_train`]: Burn's ops, except on LibTorch devices, where each
-//!   (and attention) is one node that takes LibTorch's own gradients (cuDNN's convolution and
-//!   BatchNorm, its fused attention).
+//!   is one taped node like attention and LayerNorm there (cuDNN's convolution and BatchNorm,
+//!   LibTorch's fused attention, forward and backward).
 //!
 //! Each is tested against Burn's own operations (forward and gradients) in its module, GELU
 //! and LayerNorm against f64 references too.
