@@ -7,7 +7,7 @@
 #   PYTHON=torch211/bin/python BIN=dist/tch BASE_BIN=/path/to/before bench/tch_rounds.sh ROUNDS PRESET:BATCH...
 #
 # Both folders are bench/build_tch.sh outputs built against PYTHON's torch. STEPS (default 3)
-# timed steps a run.
+# timed steps a run; PRECISION (default fp32) as bench_step and torch_clip.py take it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -16,6 +16,7 @@ base_bin=$(realpath "${BASE_BIN:?BASE_BIN: the folder of the build before the ch
 rounds=${1:?ROUNDS}
 shift
 steps=${STEPS:-3}
+precision=${PRECISION:-fp32}
 torch_lib=$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 out=$(mktemp -d)
@@ -31,12 +32,12 @@ for round in $(seq "$rounds"); do
                 after) run=("$bin/bench_step" --device tch) ;;
                 pytorch) run=("$python" bench/torch_clip.py --device cpu) ;;
             esac
-            "${run[@]}" --preset "$preset" --batch "$batch" --steps "$steps" >"$out/run.txt" 2>&1 ||
+            "${run[@]}" --preset "$preset" --batch "$batch" --steps "$steps" --precision "$precision" >"$out/run.txt" 2>&1 ||
                 { echo "$impl $spec FAILED:"; tail -n 5 "$out/run.txt"; continue; }
-            row=$(awk -v p="$preset,$batch" -v i="$impl" -v r="$round" '
+            row=$(awk -v p="$preset,$batch" -v x="$precision" -v i="$impl" -v r="$round" '
                 /^median full step/ { full = $4 } /^median scoring pass/ { score = $4 }
                 /^selected\/full/ { sel = $2; model = $8 }
-                END { printf "%s\tfp32\t%s\t%s\t%s\t%s\t%s\t%s\n", p, i, r, full, score, sel, model }' "$out/run.txt")
+                END { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p, x, i, r, full, score, sel, model }' "$out/run.txt")
             echo "$row"
             # The summary compares "dissect" with "pytorch": after with before, then after with PyTorch.
             case $impl in

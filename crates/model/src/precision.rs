@@ -171,11 +171,10 @@ pub(crate) fn linear_lowered(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     if current() == Precision::Fp32 {
         return layer.forward(x);
     }
-    let y = lower(x).matmul(lower(layer.weight.val()));
-    match &layer.bias {
-        Some(bias) => y + lower(bias.val()).unsqueeze_dim(0),
-        None => y,
-    }
+    // Burn's linear op is one autodiff node for the product and the bias (a product and an
+    // addition would be two).
+    let bias = layer.bias.as_ref().map(|bias| lower(bias.val()));
+    burn::tensor::module::linear(lower(x), lower(layer.weight.val()), bias)
 }
 
 #[cfg(test)]
