@@ -86,15 +86,15 @@ bench_round() { # preset precision round: one row per implementation into steps.
             { echo "$impl $preset $precision FAILED:"; tail -n 5 "$work/step.out"; }
         awk -v p="$preset" -v x="$precision" -v i="$impl" -v r="$round" '
             /^median full step/ { full = $4 } /^median scoring pass/ { score = $4 }
-            /^selected\/full/ { sel = $2; model = $8 }
-            END { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p, x, i, r, full, score, sel, model }' \
+            /^selected\/full/ { sel = $2; model = $8 } /^median update/ { upd = $3 }
+            END { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p, x, i, r, full, score, sel, model, upd }' \
             "$work/step.out" | tee -a "$results/steps.tsv"
     done
 }
 
 steps_header() {
     [ -f "$results/steps.tsv" ] ||
-        printf 'preset\tprecision\timpl\tround\tfull_s\tscore_s\tselected_over_full\tcost_model\n' >"$results/steps.tsv"
+        printf 'preset\tprecision\timpl\tround\tfull_s\tscore_s\tselected_over_full\tcost_model\tupdate_s\n' >"$results/steps.tsv"
 }
 steps_summary() {
     "$python" bench/device_summary.py steps "$results/steps.tsv" | tee "$results/steps.md" || echo "summary FAILED"

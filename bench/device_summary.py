@@ -5,8 +5,9 @@
     python3 bench/device_summary.py loader LOADER.txt STEPS.tsv
 
 `steps`: per preset and precision, dissect's and PyTorch's full step (mean ± sd over the
-alternating rounds; on a bf16 row PyTorch runs amp_bf16), their ratio, and each one's selected step (scoring included) over its full
-step next to the cost model's (1 + 3r)/3. `loader`: each loader run's images/s over the images/s
+alternating rounds; on a bf16 row PyTorch runs amp_bf16), their ratio, each one's selected step
+(scoring included) over its full step next to the cost model's (1 + 3r)/3, and each one's
+update alone (clipping and AdamW, bench_step's last line) over its full step. `loader`: each loader run's images/s over the images/s
 of the vit-b-32 amp_bf16 full step (dissect's and PyTorch's), above 1 when the data keeps up.
 """
 
@@ -40,13 +41,14 @@ def column(runs, name):
 
 
 def steps_table(path):
-    print("| preset | precision | dissect step | PyTorch step | dissect / PyTorch | selected / full: dissect | PyTorch | cost model |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| preset | precision | dissect step | PyTorch step | dissect / PyTorch | selected / full: dissect | PyTorch "
+          "| cost model | update / full: dissect | PyTorch |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (preset, precision), impls in read_steps(path).items():
         ours, theirs = impls.get("dissect", []), impls.get("pytorch", [])
         if not ours or not theirs:
             print(f"| {preset} | {precision} | {'no timing: see the log' if not ours else ''} | "
-                  f"{'no timing: see the log' if not theirs else ''} | | | | |")
+                  f"{'no timing: see the log' if not theirs else ''} | | | | | | |")
             continue
         (a, a_sd), (b, b_sd) = mean_sd(column(ours, "full_s")), mean_sd(column(theirs, "full_s"))
         sel_a = statistics.fmean(column(ours, "selected_over_full"))
@@ -54,7 +56,14 @@ def steps_table(path):
         if precision == "bf16":
             precision = "bf16 (PyTorch: amp_bf16)"
         print(f"| {preset} | {precision} | {a:.4f} ± {a_sd:.4f} s | {b:.4f} ± {b_sd:.4f} s | {a / b:.2f} | "
-              f"{sel_a:.2f} | {sel_b:.2f} | {float(ours[0]['cost_model']):.2f} |")
+              f"{sel_a:.2f} | {sel_b:.2f} | {float(ours[0]['cost_model']):.2f} | "
+              f"{update_share(ours, a)} | {update_share(theirs, b)} |")
+
+
+def update_share(runs, full):
+    """The mean update time over the mean full step, or a dash for rows without one."""
+    times = [float(r["update_s"]) for r in runs if r.get("update_s")]
+    return f"{statistics.fmean(times) / full:.2f}" if times else "–"
 
 
 def loader_table(loader_path, steps_path):

@@ -21,7 +21,7 @@ torch_lib=$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(t
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-printf 'preset\tprecision\timpl\tround\tfull_s\tscore_s\tselected_over_full\tcost_model\n' >"$out/now.tsv"
+printf 'preset\tprecision\timpl\tround\tfull_s\tscore_s\tselected_over_full\tcost_model\tupdate_s\n' >"$out/now.tsv"
 cp "$out/now.tsv" "$out/pytorch.tsv"
 for round in $(seq "$rounds"); do
     for spec in "$@"; do
@@ -36,8 +36,8 @@ for round in $(seq "$rounds"); do
                 { echo "$impl $spec FAILED:"; tail -n 5 "$out/run.txt"; continue; }
             row=$(awk -v p="$preset,$batch" -v x="$precision" -v i="$impl" -v r="$round" '
                 /^median full step/ { full = $4 } /^median scoring pass/ { score = $4 }
-                /^selected\/full/ { sel = $2; model = $8 }
-                END { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p, x, i, r, full, score, sel, model }' "$out/run.txt")
+                /^selected\/full/ { sel = $2; model = $8 } /^median update/ { upd = $3 }
+                END { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p, x, i, r, full, score, sel, model, upd }' "$out/run.txt")
             echo "$row"
             # The summary compares "dissect" with "pytorch": after with before, then after with PyTorch.
             case $impl in

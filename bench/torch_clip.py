@@ -215,6 +215,31 @@ def main():
     print(f"median scoring pass   {s:.3f} s  (score/full {s / f:.3f})")
     print(f"median selected step  {se:.3f} s")
     print(f"selected/full {se / f:.3f}  vs cost model (1+3r)/3 = {(1 + 3 * r) / 3:.3f} at r = {r:.3f}")
+    u = statistics.median(time_update(model, opt, autocast, (img, tok, eot), a.steps))
+    print(f"median update         {u:.4f} s  (update/full {u / f:.3f}, "
+          f"{sum(1 for _ in model.parameters())} parameter tensors)")
+
+
+def time_update(model, opt, autocast, batch, steps):
+    """The update alone, as bench_step times it: clipping and AdamW from one backward pass's
+    gradients to a host read of the temperature (torch's AdamW picks its multi-tensor
+    implementation on a GPU, as in open_clip_train)."""
+    times = []
+    model.train()
+    for rnd in range(steps + 1):
+        with autocast():
+            f, g, s = model(*batch)
+            loss = per_sample_loss(f, g, s).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        model.logit_scale.item()  # the backward pass has finished on the device
+        t0 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        model.logit_scale.item()
+        if rnd > 0:
+            times.append(time.perf_counter() - t0)
+    return times
 
 
 if __name__ == "__main__":

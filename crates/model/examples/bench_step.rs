@@ -1,6 +1,8 @@
 //! Times a full training step, a no-grad scoring pass, and a selected step (score B rows,
 //! train on the top k = floor(r·B) by per-sample loss) of a CLIP preset on Burn `flex`, or on
-//! another device (`--device tch:cuda` in a `--features tch` build).
+//! another device (`--device tch:cuda` in a `--features tch` build); then the update alone
+//! (gradient clipping and AdamW, from one backward pass's gradients to a host read), whose
+//! small per-parameter operations a step's FLOPs do not show.
 //!
 //! `cargo run --release -p dissect-model --example bench_step -- --preset tiny --batch 256 --steps 5`
 //!
@@ -11,9 +13,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use dissect_model::burn::module::Module;
+use dissect_model::burn::optim::GradientsParams;
 use dissect_model::{
-    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, Precision, device_from_name, score_batch, train_step,
-    with_precision,
+    AdamWSettings, Clip, ClipBatch, ClipConfig, ClipOptimizer, Precision, clip_grad_norm, clip_loss, device_from_name,
+    score_batch, train_step, with_precision,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -129,5 +132,28 @@ fn bench(args: &Args) -> anyhow::Result<()> {
     println!("median scoring pass   {s:.3} s  (score/full {:.3})", s / f);
     println!("median selected step  {sel:.3} s");
     println!("selected/full {:.3}  vs cost model (1+3r)/3 = {:.3} at r = {r:.3}", sel / f, (1.0 + 3.0 * r) / 3.0);
+    let tensors = optim.params().len();
+    let u = time_update(model, &mut optim, &train_batch, args.steps)?;
+    println!("median update         {u:.4} s  (update/full {:.3}, {tensors} parameter tensors)", u / f);
     Ok(())
+}
+
+/// The median time of the update alone over `steps` timed rounds after one warm-up: clipping
+/// (the norm read to the host, as a step reads it) and AdamW, from the gradients of one
+/// backward pass until a host read of the updated temperature, which waits for the device.
+fn time_update(mut model: Clip, optim: &mut ClipOptimizer, batch: &ClipBatch, steps: usize) -> anyhow::Result<f64> {
+    let mut times = vec![];
+    for round in 0..=steps {
+        let (out, _) = model.forward_train(batch.images.clone(), batch.tokens.clone(), batch.eot.clone());
+        let mut grads = GradientsParams::from_grads(clip_loss(&out).backward(), &model);
+        model.logit_scale_value(); // the backward pass has finished on the device
+        let t = Instant::now();
+        clip_grad_norm(optim.params(), &mut grads, Some(1.0))?;
+        model = optim.step(1e-4, model, grads);
+        model.logit_scale_value();
+        if round > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(median(times))
 }
