@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the GPU work is judged by, in one call on one GPU machine, each part's table printed
-# and written as soon as it is measured (about 9 minutes on an H200, estimated from the step times
+# and written as soon as it is measured (about 9.5 minutes on an H200, estimated from the step times
 # measured there on 2026-11-30; it has run end to end only on a CPU so far, see bench/README.md).
 # The parts run in the order of what they decide, so a run cut short keeps the most:
 #   1. the training step: `bench_step --device tch:cuda` against bench/torch_clip.py on the same
