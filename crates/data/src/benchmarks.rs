@@ -133,9 +133,10 @@ impl GenerateOptions {
     }
 }
 
+/// One generated pair; its image is encoded in the options' `image_format` (fashion-mnist refuses
+/// any but PNG).
 struct Item {
     image: Vec<u8>,
-    format: ImageFormat,
     caption: String,
     meta: SampleMeta,
 }
@@ -191,12 +192,7 @@ fn shape_item(scene: &shapes::Scene, image_size: u32, format: ImageFormat) -> Re
     let mut meta = SampleMeta { class: Some(scene.class()), ..Default::default() };
     let objs = serde_json::to_value(&scene.objects).map_err(|e| DataError::json("objects", e))?;
     meta.extra.insert("objects".into(), objs);
-    Ok(Item {
-        image: encode_rgb(scene.image.as_raw(), image_size, format)?,
-        format,
-        caption: scene.caption.clone(),
-        meta,
-    })
+    Ok(Item { image: encode_rgb(scene.image.as_raw(), image_size, format)?, caption: scene.caption.clone(), meta })
 }
 
 fn fmnist_items(split: &fmnist::IdxSplit, n: usize, seed: u64) -> Result<Vec<Item>> {
@@ -210,7 +206,6 @@ fn fmnist_items(split: &fmnist::IdxSplit, n: usize, seed: u64) -> Result<Vec<Ite
             let t = fmnist::CAPTION_TEMPLATES[rng.random_range(0..fmnist::CAPTION_TEMPLATES.len())];
             Ok(Item {
                 image: encode_png(split.image(i), split.cols as u32, split.rows as u32, ExtendedColorType::L8)?,
-                format: ImageFormat::Png,
                 caption: t.replace("{}", &np),
                 meta: SampleMeta { class: Some(label as u32), ..Default::default() },
             })
@@ -218,11 +213,11 @@ fn fmnist_items(split: &fmnist::IdxSplit, n: usize, seed: u64) -> Result<Vec<Ite
         .collect()
 }
 
-fn write_split(dir: &Path, name: &str, items: &[Item], shard_size: u64) -> Result<String> {
+fn write_split(dir: &Path, name: &str, items: &[Item], format: ImageFormat, shard_size: u64) -> Result<String> {
     let mut w = ShardWriter::new(dir, name, shard_size)?;
     for it in items {
         w.write(&SampleOut {
-            image_ext: it.format.extension(),
+            image_ext: format.extension(),
             image: &it.image,
             caption: &it.caption,
             meta: Some(&it.meta),
@@ -286,8 +281,8 @@ pub fn generate(opts: &GenerateOptions) -> Result<DatasetManifest> {
     std::fs::create_dir_all(&opts.out).map_err(|e| DataError::io(&opts.out, e))?;
     let manifest = DatasetManifest {
         name: opts.benchmark.name().to_string(),
-        train: write_split(&opts.out, "train", &train, opts.shard_size)?,
-        test: write_split(&opts.out, "test", &test, opts.shard_size)?,
+        train: write_split(&opts.out, "train", &train, opts.image_format, opts.shard_size)?,
+        test: write_split(&opts.out, "test", &test, opts.image_format, opts.shard_size)?,
         train_size: train.len() as u64,
         test_size: test.len() as u64,
         image_size,
