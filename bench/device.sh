@@ -84,17 +84,14 @@ bench_round() { # preset precision round: one row per implementation into steps.
         fi
         "${run[@]}" --preset "$preset" --batch "$batch" --steps "$steps" --precision "$as" >"$work/step.out" 2>&1 ||
             { echo "$impl $preset $precision FAILED:"; tail -n 5 "$work/step.out"; }
-        awk -v p="$preset" -v x="$precision" -v i="$impl" -v r="$round" '
-            /^median full step/ { full = $4 } /^median scoring pass/ { score = $4 }
-            /^selected\/full/ { sel = $2; model = $8 } /^median update/ { upd = $3 }
-            END { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p, x, i, r, full, score, sel, model, upd }' \
+        awk -v preset="$preset" -v precision="$precision" -v impl="$impl" -v round="$round" -f bench/step_row.awk \
             "$work/step.out" | tee -a "$results/steps.tsv"
     done
 }
 
 steps_header() {
     [ -f "$results/steps.tsv" ] ||
-        printf 'preset\tprecision\timpl\tround\tfull_s\tscore_s\tselected_over_full\tcost_model\tupdate_s\n' >"$results/steps.tsv"
+        awk -v header=1 -f bench/step_row.awk >"$results/steps.tsv"
 }
 steps_summary() {
     "$python" bench/device_summary.py steps "$results/steps.tsv" | tee "$results/steps.md" || echo "summary FAILED"

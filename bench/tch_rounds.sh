@@ -21,7 +21,7 @@ torch_lib=$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(t
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-printf 'preset\tprecision\timpl\tround\tfull_s\tscore_s\tselected_over_full\tcost_model\tupdate_s\n' >"$out/now.tsv"
+awk -v header=1 -f bench/step_row.awk >"$out/now.tsv"
 cp "$out/now.tsv" "$out/pytorch.tsv"
 for round in $(seq "$rounds"); do
     for spec in "$@"; do
@@ -34,10 +34,8 @@ for round in $(seq "$rounds"); do
             esac
             "${run[@]}" --preset "$preset" --batch "$batch" --steps "$steps" --precision "$precision" >"$out/run.txt" 2>&1 ||
                 { echo "$impl $spec FAILED:"; tail -n 5 "$out/run.txt"; continue; }
-            row=$(awk -v p="$preset,$batch" -v x="$precision" -v i="$impl" -v r="$round" '
-                /^median full step/ { full = $4 } /^median scoring pass/ { score = $4 }
-                /^selected\/full/ { sel = $2; model = $8 } /^median update/ { upd = $3 }
-                END { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p, x, i, r, full, score, sel, model, upd }' "$out/run.txt")
+            row=$(awk -v preset="$preset,$batch" -v precision="$precision" -v impl="$impl" -v round="$round" \
+                -f bench/step_row.awk "$out/run.txt")
             echo "$row"
             # The summary compares "dissect" with "pytorch": after with before, then after with PyTorch.
             case $impl in
